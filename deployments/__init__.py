@@ -1,0 +1,1 @@
+"""How the flows are deployed: schedules, parameters, work pools."""

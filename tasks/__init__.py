@@ -1,0 +1,1 @@
+"""Plain, typed functions that do the pipeline's work, plus thin Prefect task wrappers."""

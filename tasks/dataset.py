@@ -1,0 +1,219 @@
+"""Read a Kaggle-layout data directory into one typed table of samples.
+
+Layout (DESIGN §2)::
+
+    <data-dir>/public/info.json              {"coarse": [...], "fine": [...]}
+    <data-dir>/public/{train,val,test}.csv   filename,fine,coarse
+    <data-dir>/public/{train,val,test}/<filename>
+
+The table has one row per image: ``split`` (train/val/test), ``filename``, ``path`` (absolute),
+``coarse`` and ``fine`` (nullable integers; always missing for test rows, whose CSV labels are
+placeholders and are never read). Label index i means ``info.json[target][i]``: class names keep
+the file's order and are never sorted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+Target = Literal["coarse", "fine"]
+TARGETS: tuple[Target, ...] = ("coarse", "fine")
+LABELLED_SPLITS: tuple[str, ...] = ("train", "val")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+SAMPLE_COLUMNS: tuple[str, ...] = ("split", "filename", "path", "coarse", "fine")
+#: How many offending rows an error message lists before it says "and N more".
+MAX_EXAMPLES = 5
+
+
+class DatasetError(ValueError):
+    """The data directory does not match the Kaggle layout; the message says where and how."""
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """Class names in info.json order: index i of a label means ``names(target)[i]``."""
+
+    coarse: tuple[str, ...]
+    fine: tuple[str, ...]
+
+    def names(self, target: Target) -> tuple[str, ...]:
+        """Class names for one target, in label-index order."""
+        return self.coarse if target == "coarse" else self.fine
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"coarse": list(self.coarse), "fine": list(self.fine)}
+
+
+def public_dir(data_dir: Path) -> Path:
+    """The ``public/`` folder of a Kaggle-layout data directory."""
+    return Path(data_dir).expanduser().resolve() / "public"
+
+
+def check_data_dir(data_dir: Path) -> Path:
+    """Fail fast, in one sentence, when the data directory is not a Kaggle layout."""
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise DatasetError(
+            f"Data directory {root} does not exist or is not a folder; expected a Kaggle layout "
+            f"with {root / 'public' / 'info.json'} and train/val/test CSVs and image folders."
+        )
+    missing = [
+        str(p)
+        for p in [public_dir(root) / "info.json"] + [public_dir(root) / f"{s}.csv" for s in SPLITS]
+        if not p.is_file()
+    ]
+    if missing:
+        raise DatasetError(
+            f"Data directory {root} is not a Kaggle layout: missing {', '.join(missing)}."
+        )
+    return root.resolve()
+
+
+def read_class_info(data_dir: Path) -> ClassInfo:
+    """Read class names from ``public/info.json``, keeping the file's order."""
+    path = public_dir(data_dir) / "info.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read class names as JSON ({exc}).") from exc
+    names: dict[str, tuple[str, ...]] = {}
+    for key in TARGETS:
+        value = info.get(key) if isinstance(info, dict) else None
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise DatasetError(f'{path}: expected "{key}" to be a non-empty list of class names.')
+        if len(set(value)) != len(value):
+            raise DatasetError(f'{path}: "{key}" lists a class name more than once.')
+        names[key] = tuple(value)
+    return ClassInfo(coarse=names["coarse"], fine=names["fine"])
+
+
+def unsafe_filename_reason(name: object) -> str | None:
+    """Why a CSV filename is not a plain file name inside its split folder, or None if it is.
+
+    A filename is joined to ``public/<split>/``; separators, ``..`` or an absolute path would
+    let a CSV point anywhere on disk.
+    """
+    if not isinstance(name, str) or name.strip() == "":
+        return "is empty"
+    if "/" in name or "\\" in name:
+        return "contains a path separator"
+    if name in (".", "..") or name.startswith(".."):
+        return "is a relative path component ('..')"
+    if "\x00" in name:
+        return "contains a NUL byte"
+    if name != name.strip():
+        return "has leading or trailing whitespace"
+    return None
+
+
+def _describe_rows(csv_path: Path, rows: list[tuple[int, object, str]]) -> str:
+    """Format offending rows as 'row N (line N+1): value ... reason', a few at most."""
+    shown = [f"row {r} (line {r + 1}): {v!r} {why}" for r, v, why in rows[:MAX_EXAMPLES]]
+    more = f"; and {len(rows) - MAX_EXAMPLES} more" if len(rows) > MAX_EXAMPLES else ""
+    return f"{csv_path}: " + "; ".join(shown) + more
+
+
+def check_filenames(frame: pd.DataFrame, csv_path: Path) -> None:
+    """Reject filenames that are not plain file names, naming the CSV, the row and the value."""
+    bad = [
+        (i + 1, value, f"is not a plain file name: it {reason}")
+        for i, value in enumerate(frame["filename"].tolist())
+        if (reason := unsafe_filename_reason(value)) is not None
+    ]
+    if bad:
+        raise DatasetError(_describe_rows(csv_path, bad))
+
+
+def parse_labels(frame: pd.DataFrame, column: str, n_classes: int, csv_path: Path) -> pd.Series:
+    """Integer labels in ``0..n_classes-1``; anything else is an error naming the rows."""
+    raw = frame[column]
+    numeric = pd.to_numeric(raw, errors="coerce")
+    is_int = numeric.notna() & (numeric == numeric.round())
+    in_range = is_int & (numeric >= 0) & (numeric < n_classes)
+    bad = [
+        (i + 1, raw.iloc[i], f"in column {column!r} is not an integer in 0..{n_classes - 1}")
+        for i in (~in_range).to_numpy().nonzero()[0]
+    ]
+    if bad:
+        raise DatasetError(_describe_rows(csv_path, bad))
+    return numeric.astype("Int64")
+
+
+def read_split_csv(data_dir: Path, split: str, classes: ClassInfo) -> pd.DataFrame:
+    """Read one split's CSV into sample rows; test placeholder labels are dropped."""
+    csv_path = public_dir(data_dir) / f"{split}.csv"
+    # dtype=str keeps filenames like '00e1...' intact; utf-8-sig strips a BOM if present.
+    frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    required = ["filename"] + ([] if split == "test" else list(TARGETS))
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DatasetError(
+            f"{csv_path}: missing column(s) {', '.join(missing)}; found {list(frame.columns)}, "
+            f"expected filename,fine,coarse."
+        )
+    check_filenames(frame, csv_path)
+    folder = public_dir(data_dir) / split
+    table = pd.DataFrame(
+        {
+            "split": split,
+            "filename": frame["filename"].astype(str),
+            "path": [str(folder / name) for name in frame["filename"]],
+        }
+    )
+    for target in TARGETS:
+        if split == "test":
+            table[target] = pd.array([pd.NA] * len(frame), dtype="Int64")
+        else:
+            table[target] = parse_labels(frame, target, len(classes.names(target)), csv_path)
+    return table
+
+
+def load_samples(data_dir: Path) -> tuple[pd.DataFrame, ClassInfo]:
+    """The whole data directory as one sample table plus its class names."""
+    root = check_data_dir(data_dir)
+    classes = read_class_info(root)
+    table = pd.concat([read_split_csv(root, s, classes) for s in SPLITS], ignore_index=True)
+    return table, classes
+
+
+def labels_of(samples: pd.DataFrame, target: Target) -> pd.Series:
+    """The label column for a target (coarse or fine)."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    return samples[target]
+
+
+def write_samples(samples: pd.DataFrame, path: Path) -> Path:
+    """Persist a sample table as CSV (read back with `read_samples`)."""
+    from tasks.io import atomic_write_text
+
+    return atomic_write_text(path, samples.loc[:, list(SAMPLE_COLUMNS)].to_csv(index=False))
+
+
+def read_samples(path: Path) -> pd.DataFrame:
+    """Read a table written by `write_samples`, with nullable integer labels."""
+    frame = pd.read_csv(path, dtype={"split": str, "filename": str, "path": str})
+    for target in TARGETS:
+        frame[target] = frame[target].astype("Int64")
+    return frame
+
+
+def load_dataset(data_dir: Path, run_dir: Path) -> Path:
+    """Read the data directory and persist the sample table as ``<run>/samples.csv``."""
+    samples, classes = load_samples(data_dir)
+    from tasks.io import atomic_write_json
+
+    atomic_write_json(Path(run_dir) / "classes.json", classes.to_json())
+    return write_samples(samples, Path(run_dir) / "samples.csv")
+
+
+def read_classes_json(path: Path) -> ClassInfo:
+    """Read the class names persisted by `load_dataset`."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return ClassInfo(coarse=tuple(data["coarse"]), fine=tuple(data["fine"]))

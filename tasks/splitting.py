@@ -1,0 +1,124 @@
+"""Hold-out split, made once, before any resampling or augmentation (DESIGN §3).
+
+The original project oversampled by writing rotated copies to disk before splitting, so its
+validation set contained copies of training images. Here train+val are merged, a stratified
+hold-out is carved with the seed, and the assignment is persisted (filename -> role) so every
+model of a run, and every rerun with the same seed, is scored on exactly the same images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from tasks.dataset import LABELLED_SPLITS, Target
+
+HoldoutMode = Literal["stratified", "kaggle-val"]
+ROLE_TRAIN, ROLE_HOLDOUT, ROLE_TEST = "train", "holdout", "test"
+
+
+class SplitError(ValueError):
+    """The labelled data cannot be split as asked (for example a class with a single image)."""
+
+
+def assign_roles(
+    samples: pd.DataFrame, target: Target, fraction: float, seed: int, mode: HoldoutMode = "stratified"
+) -> pd.DataFrame:
+    """Return ``samples`` with a ``role`` column: train, holdout or test.
+
+    ``stratified`` merges the Kaggle train and val splits and carves a stratified hold-out of
+    ``fraction``; ``kaggle-val`` uses the Kaggle val split as the hold-out.
+    """
+    labelled = samples[samples["split"].isin(LABELLED_SPLITS)]
+    roles = pd.Series(ROLE_TEST, index=samples.index, dtype="string")
+    if mode == "kaggle-val":
+        roles[labelled.index] = labelled["split"].map({"train": ROLE_TRAIN, "val": ROLE_HOLDOUT})
+    else:
+        holdout_index = stratified_holdout_index(labelled, target, fraction, seed)
+        roles[labelled.index] = ROLE_TRAIN
+        roles[holdout_index] = ROLE_HOLDOUT
+    return samples.assign(role=roles)
+
+
+def stratified_holdout_index(labelled: pd.DataFrame, target: Target, fraction: float, seed: int) -> pd.Index:
+    """Index of a stratified hold-out sample; every class keeps images on both sides."""
+    if not 0.0 < fraction < 1.0:
+        raise SplitError(f"hold-out fraction must be between 0 and 1, got {fraction}")
+    labels = labelled[target].astype(int)
+    counts = labels.value_counts()
+    too_small = counts[counts < 2]
+    if not too_small.empty:
+        raise SplitError(
+            f"cannot stratify on {target}: class(es) {sorted(too_small.index.tolist())} have fewer "
+            f"than 2 labelled images"
+        )
+    n_holdout = max(int(round(len(labelled) * fraction)), len(counts))
+    try:
+        _, holdout = train_test_split(
+            labelled.index, test_size=n_holdout, stratify=labels, random_state=seed
+        )
+    except ValueError as exc:  # e.g. more classes than hold-out slots
+        raise SplitError(f"cannot carve a stratified hold-out of {fraction:.0%}: {exc}") from exc
+    return pd.Index(holdout)
+
+
+def carve_validation_slice(
+    train: pd.DataFrame, target: Target, fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the TRAIN side into (fit, validation) for early stopping; the hold-out is never used."""
+    index = stratified_holdout_index(train, target, fraction, seed + 1)
+    return train.drop(index=index), train.loc[index]
+
+
+def write_split(samples_with_roles: pd.DataFrame, path: Path) -> Path:
+    """Persist filename -> role, so that reruns and other models use the same hold-out."""
+    from tasks.io import atomic_write_text
+
+    columns = ["filename", "split", "role"]
+    return atomic_write_text(path, samples_with_roles.loc[:, columns].to_csv(index=False))
+
+
+def read_split(path: Path) -> pd.DataFrame:
+    """Read a persisted split (filename, split, role)."""
+    return pd.read_csv(path, dtype=str)
+
+
+def apply_split(samples: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
+    """Attach persisted roles to a sample table by (split, filename)."""
+    merged = samples.merge(split, on=["split", "filename"], how="left", validate="one_to_one")
+    if merged["role"].isna().any():
+        missing = merged.loc[merged["role"].isna(), "filename"].head(5).tolist()
+        raise SplitError(f"the persisted split has no role for some samples, e.g. {missing}")
+    return merged
+
+
+def role_counts(samples_with_roles: pd.DataFrame, target: Target) -> dict[str, dict[int, int]]:
+    """Class counts per role (train/holdout), for the report and the plots."""
+    labelled = samples_with_roles[samples_with_roles["role"] != ROLE_TEST]
+    return {
+        role: {int(k): int(v) for k, v in group[target].astype(int).value_counts().sort_index().items()}
+        for role, group in labelled.groupby("role")
+    }
+
+
+def split_dataset(
+    samples_path: Path, run_dir: Path, target: Target, fraction: float, seed: int, mode: HoldoutMode
+) -> Path:
+    """Assign roles, persist ``split.csv`` and the role-annotated ``table.csv``; return the table's path."""
+    from tasks.dataset import read_samples
+    from tasks.io import atomic_write_text
+
+    table = assign_roles(read_samples(samples_path), target, fraction, seed, mode)
+    write_split(table, Path(run_dir) / "split.csv")
+    return atomic_write_text(Path(run_dir) / "table.csv", table.to_csv(index=False))
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read the role-annotated sample table written by `split_dataset`."""
+    frame = pd.read_csv(path, dtype={"split": str, "filename": str, "path": str, "role": str})
+    for target in ("coarse", "fine"):
+        frame[target] = frame[target].astype("Int64")
+    return frame

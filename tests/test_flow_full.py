@@ -1,0 +1,83 @@
+"""The end-to-end flow on a tiny generated dataset, and the command line's failure modes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows.full import full_pipeline
+from flows.params import PipelineParams
+
+
+@pytest.mark.slow
+def test_full_flow_publishes_a_valid_submission_and_beats_majority(
+    prefect_server: None, tiny_sample: Path, tmp_path: Path
+) -> None:
+    params = PipelineParams(data_dir=tiny_sample, output_dir=tmp_path / "out", rf_n_estimators=100, seed=3)
+    summary = full_pipeline(params)
+
+    run_dir = Path(summary["run_dir"])
+    assert run_dir.parent == (tmp_path / "out" / "runs").resolve()
+    submission = pd.read_csv(run_dir / "submission.csv", dtype={"filename": str})
+    test_csv = pd.read_csv(tiny_sample / "public" / "test.csv", dtype=str)
+    assert list(submission.columns) == ["filename", "coarse"]
+    assert submission["filename"].tolist() == test_csv["filename"].tolist()
+    assert submission["coarse"].between(0, 7).all()
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"pixels_random_forest", "pixels_svm"}
+    best = metrics["models"][metrics["best_model"]]
+    assert best["macro_f1"] > metrics["majority_reference"]["macro_f1"]
+    assert len(best["per_class"]) == 8 and best["n"] == metrics["holdout_size"]
+    # The hold-out never overlaps the training rows.
+    split = pd.read_csv(run_dir / "split.csv", dtype=str)
+    assert set(split.loc[split.role == "train", "filename"]).isdisjoint(split.loc[split.role == "holdout", "filename"])
+
+
+@pytest.mark.slow
+def test_full_flow_fine_target(prefect_server: None, tiny_sample: Path, tmp_path: Path) -> None:
+    params = PipelineParams(
+        data_dir=tiny_sample, output_dir=tmp_path / "out", target="fine", baselines=["random_forest"],
+        rf_n_estimators=50, holdout_fraction=0.34,
+    )
+    summary = full_pipeline(params)
+    submission = pd.read_csv(Path(summary["run_dir"]) / "submission.csv")
+    assert list(submission.columns) == ["filename", "fine"]
+    assert submission["fine"].between(0, 49).all()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.full", *args], capture_output=True, text=True, timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+
+
+def test_cli_missing_data_dir_fails_fast_with_one_sentence(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run_cli("--data-dir", str(tmp_path / "nonexistent"), "--output-dir", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "does not exist" in lines[0]
+    assert not (tmp_path / "out").exists()  # nothing was started or written
+
+
+def test_cli_rejects_bad_values_with_usage_error(tmp_path: Path) -> None:
+    result = run_cli("--holdout-fraction", "1.5", "--output-dir", str(tmp_path))
+    assert result.returncode == 2 and "--holdout-fraction" in result.stderr
+    result = run_cli("--target", "species")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_cli_help_lists_every_parameter() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for name in PipelineParams.model_fields:
+        assert "--" + name.replace("_", "-") in result.stdout
