@@ -50,7 +50,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel])
             continue
         convert, choices, is_list = _parser_for(field.annotation)
         parser.add_argument(
-            flag, dest=name, type=convert, choices=choices, nargs="+" if is_list else None,
+            flag, dest=name, type=convert, choices=choices, nargs="*" if is_list else None,
             default=None, help=help_text, metavar=None if choices else name.upper(),
         )
 

@@ -1,28 +1,34 @@
 """End-to-end pipeline: `python -m flows.full` (also the Prefect deployment entry point).
 
-load -> checks -> stratified hold-out split (before any resampling) -> pixel baselines ->
-evaluate on the shared hold-out -> predict the test set -> submission.csv + metrics.json,
-all inside a new run folder under ``<output-dir>/runs/``.
+load -> checks -> stratified hold-out split (before any resampling) -> pixel baselines and the
+transfer-learning model (stage 1 on cached backbone features, stage 2 fine-tuning) plus
+classifiers on the backbone features -> evaluate all on the shared hold-out -> the best model's
+test predictions -> submission.csv + metrics.json, inside a new run folder under
+``<output-dir>/runs/``.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
+from prefect.futures import PrefectFuture
 
 from flows.cli import fail, parse_model, quiet_environment
 from flows.params import PipelineParams
-from tasks.baselines import train_pixel_baseline
+from tasks.baselines import BaselineSettings, train_baseline
 from tasks.dataset import check_data_dir, load_dataset
+from tasks.embeddings import EmbeddingSpec, compute_embeddings
 from tasks.evaluation import evaluate_models, format_comparison
 from tasks.features import pixel_features
 from tasks.runs import new_run_dir
 from tasks.sample import SampleSpec, ensure_sample
 from tasks.splitting import split_dataset
 from tasks.submission import write_run_submission
+from tasks.transfer_settings import TransferSettings, seed_faithful_preset
 
 # Thin task wrappers: names for the UI, retries where I/O can fail transiently.
 io_retries: dict[str, Any] = {"retries": 2, "retry_delay_seconds": [1, 5]}
@@ -30,7 +36,20 @@ prepare_sample_task = task(ensure_sample, name="prepare-sample", **io_retries)
 load_dataset_task = task(load_dataset, name="load-dataset", **io_retries)
 split_task = task(split_dataset, name="split-holdout")
 pixel_features_task = task(pixel_features, name="pixel-features", **io_retries)
-train_baseline_task = task(train_pixel_baseline, name="train-pixel-baseline", task_run_name="train-pixels-{kind}")
+embeddings_task = task(compute_embeddings, name="backbone-features", **io_retries)
+baseline_task = task(train_baseline, name="train-baseline", task_run_name="train-{feature_name}-{kind}")
+
+
+@task(name="train-transfer")
+def transfer_task(
+    table: Path, embeddings: Path, settings: TransferSettings, target: str, n_classes: int, run_dir: Path, cache_dir: Path
+) -> dict[str, str]:
+    """Both transfer stages (imports Keras only when a run needs it, so the CLI starts fast)."""
+    from tasks.transfer import train_transfer
+
+    return train_transfer(table, embeddings, settings, target, n_classes, run_dir, cache_dir)
+
+
 evaluate_task = task(evaluate_models, name="evaluate-holdout")
 submission_task = task(write_run_submission, name="write-submission")
 
@@ -43,6 +62,37 @@ def resolve_data_dir(params: PipelineParams) -> Path:
     return prepare_sample_task(Path(params.output_dir) / "sample", spec)
 
 
+def transfer_settings(params: PipelineParams) -> TransferSettings:
+    """The transfer model's settings from the run parameters (the preset overrides them)."""
+    settings = TransferSettings(
+        backbone=params.backbone, weights=params.weights, image_size=params.image_size, head=params.head,
+        batch_size=params.batch_size, stage1_epochs=params.stage1_epochs, stage1_lr=params.stage1_lr,
+        stage2_epochs=params.stage2_epochs, stage2_lr=params.stage2_lr, unfreeze_blocks=params.unfreeze_blocks,
+        val_fraction=params.val_fraction, views=params.views, resampling=params.resampling,
+        oversample_share=params.oversample_share, seed=params.seed,
+    )
+    return seed_faithful_preset(settings) if params.preset == "original" else settings
+
+
+def embedding_spec(settings: TransferSettings) -> EmbeddingSpec:
+    """Which cached backbone features the transfer model and the embedding baselines share."""
+    from tasks.backbones import get_backbone_spec
+
+    size = settings.image_size or get_backbone_spec(settings.backbone).default_input_size
+    return EmbeddingSpec(
+        backbone=settings.backbone, weights=str(settings.weights), image_size=size,
+        pooled=settings.head == "gap", views=settings.views, batch_size=settings.batch_size, seed=settings.seed,
+    )
+
+
+def baseline_settings(params: PipelineParams) -> BaselineSettings:
+    """The scikit-learn baselines' hyper-parameters."""
+    return BaselineSettings(
+        seed=params.seed, rf_n_estimators=params.rf_n_estimators, rf_max_depth=params.rf_max_depth,
+        svm_c=params.svm_c, svm_gamma=params.svm_gamma, svm_max_samples=params.svm_max_samples,
+    )
+
+
 @flow(name="living-things-full", log_prints=True)
 def full_pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
     """Train and evaluate every model on one hold-out, publish metrics and a submission."""
@@ -51,21 +101,41 @@ def full_pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
     cache_dir = Path(params.output_dir).resolve() / "cache"
     samples = load_dataset_task(data_dir, run_dir)
     table = split_task(samples, run_dir, params.target, params.holdout_fraction, params.seed, params.holdout_mode)
-    features = pixel_features_task(table, params.pixel_size, cache_dir)
-    futures = {
-        f"pixels_{kind}": train_baseline_task.submit(
-            kind, table, features, run_dir, params.target, params.seed,
-            rf_n_estimators=params.rf_n_estimators, rf_max_depth=params.rf_max_depth,
-            svm_c=params.svm_c, svm_gamma=params.svm_gamma, svm_max_samples=params.svm_max_samples,
-        )
-        for kind in params.baselines
-    }
-    predictions = {name: future.result() for name, future in futures.items()}
+    futures: dict[str, PrefectFuture[Any]] = {}
+    if params.baselines:
+        pixels = pixel_features_task(table, params.pixel_size, cache_dir)
+        for kind in params.baselines:
+            futures[f"pixels_{kind}"] = baseline_task.submit(
+                kind, "pixels", table, pixels, run_dir, params.target, baseline_settings(params)
+            )
+    transfer_outputs: dict[str, str] = {}
+    if params.transfer or params.embedding_baselines:
+        settings = transfer_settings(params)
+        embeddings = embeddings_task(table, embedding_spec(settings), cache_dir)
+        # Embedding classifiers: kernel SVM on raw features wants gamma="scale", not the pixel gamma.
+        embed_settings = replace(baseline_settings(params), svm_gamma="scale", svm_c=1.0, rf_max_depth=None)
+        for kind in params.embedding_baselines:
+            futures[f"{settings.backbone}_{kind}"] = baseline_task.submit(
+                kind, settings.backbone, table, embeddings, run_dir, params.target, embed_settings
+            )
+        if params.transfer:
+            transfer_outputs = transfer_task(
+                table, embeddings, settings, params.target, class_count(run_dir, params.target), run_dir, cache_dir
+            )
+    predictions = {name: Path(future.result()) for name, future in futures.items()}
+    predictions.update({name: Path(path) for name, path in transfer_outputs.items()})
     summary = evaluate_task(table, predictions, run_dir / "classes.json", params.target, run_dir)
     submission = submission_task(
         Path(summary["predictions_path"]), samples, params.target, summary["n_classes"], run_dir
     )
     return {**summary, "run_dir": str(run_dir), "submission_path": str(submission), "data_dir": str(data_dir)}
+
+
+def class_count(run_dir: Path, target: str) -> int:
+    """How many classes the target has, from the run's info.json copy."""
+    from tasks.dataset import read_classes_json
+
+    return len(read_classes_json(run_dir / "classes.json").names(target))  # type: ignore[arg-type]
 
 
 def format_summary(summary: dict[str, Any]) -> str:

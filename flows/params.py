@@ -30,14 +30,43 @@ class PipelineParams(BaseModel):
     holdout_mode: Literal["stratified", "kaggle-val"] = Field(
         "stratified", description="stratified: carve the hold-out from merged train+val; kaggle-val: use Kaggle's val split."
     )
+    resampling: Literal["none", "oversample", "undersample", "class-weights"] = Field(
+        "class-weights", description="Class-imbalance handling, applied to the train split only."
+    )
+    oversample_share: float = Field(0.5, gt=0, le=1, description="oversample: each class up to this share of the largest.")
+    # Pixel baselines: the original project's Random Forest and SVM on small grayscale images.
     baselines: list[Literal["random_forest", "svm"]] = Field(
-        default_factory=lambda: ["random_forest", "svm"], description="Pixel baselines to train."
+        default_factory=lambda: ["random_forest", "svm"], description="Pixel baselines to train (none: empty list)."
     )
     pixel_size: int = Field(48, ge=8, le=256, description="Side of the grayscale images the pixel baselines see.")
     rf_n_estimators: int = Field(300, ge=1, description="Random Forest trees (the original project used 1000).")
     rf_max_depth: Optional[int] = Field(60, ge=1, description="Random Forest depth limit (original: 60).")
     svm_c: float = Field(10.0, gt=0, description="SVM regularisation C (original: 10).")
-    svm_gamma: float = Field(0.001, gt=0, description="SVM rbf gamma (original: 0.001).")
+    svm_gamma: float = Field(0.001, gt=0, description="SVM rbf gamma on pixels (original: 0.001).")
     svm_max_samples: int = Field(5000, ge=10, description="SVM trains on at most this many images (kernel SVMs are O(n^2)).")
+    # Transfer learning.
+    transfer: bool = Field(True, description="Train the transfer-learning model (stage 1 head, stage 2 fine-tuning).")
+    preset: Literal["default", "original"] = Field(
+        "default", description="original: the student project's settings (EfficientNetV2S 224 px, Flatten-Dense(512) "
+        "head, Adam 1e-5 x10 then RMSprop 1e-6, all unfrozen); needs ImageNet weights for EfficientNetV2S."
+    )
+    backbone: Literal["efficientnet_lite0", "mobilenetv2", "efficientnetv2s"] = Field(
+        "efficientnet_lite0", description="Backbone; efficientnet_lite0's ImageNet weights ship with the package (offline)."
+    )
+    weights: str = Field("imagenet", description="imagenet, random, or a local weights file.")
+    image_size: Optional[int] = Field(None, ge=32, le=600, description="Input size in pixels (empty: the backbone's default).")
+    head: Literal["gap", "flatten-dense"] = Field("gap", description="gap: pooled features -> Dropout -> Dense; flatten-dense: the original head.")
+    batch_size: int = Field(32, ge=1, description="Images per batch.")
+    views: int = Field(0, ge=0, le=10, description="Extra augmented views of each training image for stage 1.")
+    stage1_epochs: int = Field(60, ge=1, description="Stage 1 (frozen backbone, cached features) epoch limit.")
+    stage1_lr: float = Field(3e-3, gt=0, description="Stage 1 learning rate.")
+    stage2_epochs: int = Field(2, ge=0, description="Stage 2 (fine-tuning) epoch limit; 0 skips stage 2.")
+    stage2_lr: float = Field(1e-5, gt=0, description="Stage 2 learning rate.")
+    unfreeze_blocks: int = Field(2, ge=0, description="Stage 2 unfreezes this many top backbone blocks (BatchNorm stays frozen).")
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of the TRAIN split used for early stopping.")
+    embedding_baselines: list[Literal["logreg", "random_forest", "svm"]] = Field(
+        default_factory=lambda: ["logreg", "random_forest", "svm"],
+        description="Classifiers trained on the cached backbone features (logreg = linear probe).",
+    )
     sample_per_family: int = Field(36, ge=3, description="Embedded sample: labelled images per family.")
     sample_test_per_family: int = Field(8, ge=1, description="Embedded sample: test images per family.")

@@ -5,12 +5,26 @@ subsample). They show what the transfer-learning model has to beat.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.svm import SVC
+
+
+@dataclass(frozen=True)
+class BaselineSettings:
+    """Hyper-parameters of the scikit-learn baselines (defaults: the original project's)."""
+
+    seed: int = 42
+    rf_n_estimators: int = 1000
+    rf_max_depth: int | None = 60
+    svm_c: float = 10.0
+    svm_gamma: float | str = 0.001
+    svm_max_samples: int = 5000
+    logreg_c: float = 1.0
 
 
 def fit_random_forest(
@@ -39,22 +53,44 @@ def subsample(features: np.ndarray, labels: np.ndarray, max_samples: int, seed: 
     return features[keep], labels[keep]
 
 
-def train_pixel_baseline(
-    kind: str,
-    table_path: Path,
-    features_path: Path,
-    run_dir: Path,
-    target: str,
-    seed: int,
-    rf_n_estimators: int = 1000,
-    rf_max_depth: int | None = 60,
-    svm_c: float = 10.0,
-    svm_gamma: float = 0.001,
-    svm_max_samples: int = 5000,
-) -> Path:
-    """Fit one pixel baseline on the train role, predict hold-out and test, persist both.
+def fit_logistic_regression(features: np.ndarray, labels: np.ndarray, c: float, seed: int) -> ClassifierMixin:
+    """A linear probe: standardised features, multinomial logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    Returns the predictions CSV; the fitted model is saved next to it for later inspection.
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed)).fit(features, labels)
+
+
+def fit_baseline(kind: str, features: np.ndarray, labels: np.ndarray, settings: BaselineSettings) -> ClassifierMixin:
+    """Dispatch on the baseline's name."""
+    if kind == "random_forest":
+        return fit_random_forest(features, labels, settings.rf_n_estimators, settings.rf_max_depth, settings.seed)
+    if kind == "svm":
+        return fit_svm(features, labels, settings.svm_c, settings.svm_gamma, settings.svm_max_samples, settings.seed)
+    if kind == "logreg":
+        return fit_logistic_regression(features, labels, settings.logreg_c, settings.seed)
+    raise ValueError(f"unknown baseline {kind!r}; expected random_forest, svm or logreg")
+
+
+def load_feature_matrix(path: Path) -> np.ndarray:
+    """Pixel features (.npy) or cached backbone embeddings (.npz, clean views), as a 2-D matrix."""
+    if Path(path).suffix == ".npz":
+        from tasks.embeddings import load_embeddings
+
+        clean = load_embeddings(path)["clean"]
+        return clean.reshape(len(clean), -1)
+    return np.load(path)
+
+
+def train_baseline(
+    kind: str, feature_name: str, table_path: Path, features_path: Path, run_dir: Path, target: str,
+    settings: BaselineSettings,
+) -> Path:
+    """Fit one baseline on the train role, predict hold-out and test, persist both.
+
+    The model is named ``<feature_name>_<kind>`` (e.g. ``pixels_random_forest``); returns its
+    predictions CSV. The fitted model is saved next to it for later inspection.
     """
     import joblib
 
@@ -62,16 +98,10 @@ def train_pixel_baseline(
     from tasks.splitting import ROLE_TRAIN, read_table
 
     table = read_table(table_path)
-    matrix = np.load(features_path)
+    matrix = load_feature_matrix(features_path)
     train_mask = (table["role"] == ROLE_TRAIN).to_numpy()
-    labels = table.loc[train_mask, target].astype(int).to_numpy()
-    if kind == "random_forest":
-        model = fit_random_forest(matrix[train_mask], labels, rf_n_estimators, rf_max_depth, seed)
-    elif kind == "svm":
-        model = fit_svm(matrix[train_mask], labels, svm_c, svm_gamma, svm_max_samples, seed)
-    else:
-        raise ValueError(f"unknown pixel baseline {kind!r}; expected random_forest or svm")
-    name = f"pixels_{kind}"
+    model = fit_baseline(kind, matrix[train_mask], table.loc[train_mask, target].astype(int).to_numpy(), settings)
+    name = f"{feature_name}_{kind}"
     model_path = Path(run_dir) / "models" / f"{name}.joblib"
     model_path.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, model_path)

@@ -19,7 +19,10 @@ from flows.params import PipelineParams
 def test_full_flow_publishes_a_valid_submission_and_beats_majority(
     prefect_server: None, tiny_sample: Path, tmp_path: Path
 ) -> None:
-    params = PipelineParams(data_dir=tiny_sample, output_dir=tmp_path / "out", rf_n_estimators=100, seed=3)
+    params = PipelineParams(
+        data_dir=tiny_sample, output_dir=tmp_path / "out", rf_n_estimators=100, seed=3,
+        image_size=64, stage1_epochs=30, stage2_epochs=1, embedding_baselines=["logreg"],
+    )
     summary = full_pipeline(params)
 
     run_dir = Path(summary["run_dir"])
@@ -31,7 +34,11 @@ def test_full_flow_publishes_a_valid_submission_and_beats_majority(
     assert submission["coarse"].between(0, 7).all()
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"pixels_random_forest", "pixels_svm"}
+    assert set(metrics["models"]) == {
+        "pixels_random_forest", "pixels_svm", "efficientnet_lite0_logreg",
+        "efficientnet_lite0_head", "efficientnet_lite0_finetuned",
+    }
+    print({name: round(m["macro_f1"], 3) for name, m in metrics["models"].items()})
     best = metrics["models"][metrics["best_model"]]
     assert best["macro_f1"] > metrics["majority_reference"]["macro_f1"]
     assert len(best["per_class"]) == 8 and best["n"] == metrics["holdout_size"]
@@ -44,7 +51,7 @@ def test_full_flow_publishes_a_valid_submission_and_beats_majority(
 def test_full_flow_fine_target(prefect_server: None, tiny_sample: Path, tmp_path: Path) -> None:
     params = PipelineParams(
         data_dir=tiny_sample, output_dir=tmp_path / "out", target="fine", baselines=["random_forest"],
-        rf_n_estimators=50, holdout_fraction=0.34,
+        rf_n_estimators=50, holdout_fraction=0.34, transfer=False, embedding_baselines=[],
     )
     summary = full_pipeline(params)
     submission = pd.read_csv(Path(summary["run_dir"]) / "submission.csv")

@@ -1,0 +1,117 @@
+"""The tf.data input pipeline: file paths -> decoded, resized RGB batches in [0, 255].
+
+Decoding runs in parallel with a fixed number of calls. tf.data's autotuner is switched off on
+purpose: on this kind of 2-core machine it sometimes settled on one core and ran at half speed
+(DESIGN §9). Memory stays flat whatever the dataset size: only a few batches are in flight, and
+the optional cache of resized images lives on disk. Augmentation is for the train role only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+
+def parallel_calls() -> int:
+    """Decode workers: every core (tf.data threads release the GIL)."""
+    return max(os.cpu_count() or 1, 1)
+
+
+def jpeg_scale_index(raw: tf.Tensor, size: int) -> tf.Tensor:
+    """Index into JPEG DCT downscales (1, 2, 4, 8): the largest that keeps the short side >= size.
+
+    Decoding at 1/2..1/8 resolution is nearly free speed for photos much larger than the model input.
+    """
+    shape = tf.image.extract_jpeg_shape(raw)
+    short = tf.minimum(shape[0], shape[1])
+    index = tf.constant(0)
+    for i, ratio in enumerate((2, 4, 8), start=1):
+        index = tf.where(short // ratio >= size, i, index)
+    return index
+
+
+def decode_rgb(raw: tf.Tensor, size: int) -> tf.Tensor:
+    """Any JPEG/PNG/GIF/BMP (gray, RGB, RGBA, CMYK) to float32 RGB ``size x size`` in [0, 255]."""
+
+    def decode_jpeg() -> tf.Tensor:
+        # decode_jpeg takes only a Python int ratio, so branch over the four allowed values.
+        branches = [lambda r=r: tf.io.decode_jpeg(raw, channels=3, ratio=r) for r in (1, 2, 4, 8)]
+        return tf.switch_case(jpeg_scale_index(raw, size), branches)
+
+    def decode_other() -> tf.Tensor:
+        return tf.io.decode_image(raw, channels=3, expand_animations=False, dtype=tf.uint8)
+
+    image = tf.cond(tf.io.is_jpeg(raw), decode_jpeg, decode_other)
+    image = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
+    return tf.ensure_shape(image, [size, size, 3])
+
+
+def load_image(path: tf.Tensor, ok: tf.Tensor, size: int) -> tf.Tensor:
+    """Decode one file, or a mid-gray image for a file validation flagged as unreadable
+    (test images still need a prediction row; training rows like that were already dropped)."""
+    return tf.cond(
+        ok,
+        lambda: decode_rgb(tf.io.read_file(path), size),
+        lambda: tf.fill([size, size, 3], 127.5),
+    )
+
+
+def build_augmenter(seed: int) -> "tf.keras.Sequential":
+    """Flip, small rotation, zoom and contrast: what a photo of an animal or plant can undergo."""
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seed + 1),
+            keras.layers.RandomZoom((-0.15, 0.05), fill_mode="reflect", seed=seed + 2),
+            keras.layers.RandomContrast(0.15, seed=seed + 3),
+        ],
+        name="augment",
+    )
+
+
+def make_image_dataset(
+    paths: Sequence[str],
+    labels: Sequence[int] | None,
+    size: int,
+    batch_size: int,
+    *,
+    ok: Sequence[bool] | None = None,
+    augment: bool = False,
+    shuffle: bool = False,
+    seed: int = 0,
+    cache_file: Path | None = None,
+) -> tf.data.Dataset:
+    """Batches of (images, labels), or images alone when ``labels`` is None.
+
+    ``cache_file`` keeps the decoded, resized images on disk after the first pass, so later
+    epochs skip JPEG decoding; augmentation is applied after the cache, so it stays random.
+    """
+    n = len(paths)
+    flags = np.ones(n, bool) if ok is None else np.asarray(ok, bool)
+    data = tf.data.Dataset.from_tensor_slices((np.asarray(paths, str), flags))
+    calls = parallel_calls()
+    data = data.map(lambda p, k: load_image(p, k, size), num_parallel_calls=calls, deterministic=True)
+    if cache_file is not None:
+        Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
+        data = data.cache(str(cache_file))
+    if labels is not None:
+        data = tf.data.Dataset.zip((data, tf.data.Dataset.from_tensor_slices(np.asarray(labels, np.int32))))
+    if shuffle:
+        data = data.shuffle(min(n, 4096), seed=seed, reshuffle_each_iteration=True)
+    data = data.batch(batch_size)
+    if augment:
+        augmenter = build_augmenter(seed)
+        if labels is not None:
+            data = data.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=calls)
+        else:
+            data = data.map(lambda x: augmenter(x, training=True), num_parallel_calls=calls)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.deterministic = not augment
+    return data.prefetch(2).with_options(options)

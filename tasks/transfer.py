@@ -1,0 +1,319 @@
+"""Transfer learning in two stages (Keras' fine-tuning guide, DESIGN §3).
+
+Stage 1 trains a new head on cached backbone features (`tasks.embeddings`), so the frozen
+backbone never runs per epoch. Stage 2 puts the backbone under the trained head, unfreezes its
+top blocks (BatchNorm stays frozen and the backbone is called with ``training=False``) and
+fine-tunes at a low learning rate on augmented images. Both stages stop early on the macro-F1 of
+a stratified validation slice carved from the TRAIN role; the hold-out is never seen here.
+Stage 2 checkpoints every epoch under a key of its inputs, so a rerun after a crash continues
+from the last completed epoch, and a rerun after success reuses the result.
+
+The model itself is plain Keras 3 (no ``tf.*``), so it also runs on the JAX backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+import numpy as np
+from sklearn.metrics import f1_score
+
+from tasks.io import atomic_write_json, fingerprint_text
+from tasks.transfer_settings import HeadKind, TransferSettings
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """Adam, RMSprop or SGD (momentum 0.9) by name."""
+    options: dict[str, Callable[[], keras.optimizers.Optimizer]] = {
+        "adam": lambda: keras.optimizers.Adam(learning_rate),
+        "rmsprop": lambda: keras.optimizers.RMSprop(learning_rate),
+        "sgd": lambda: keras.optimizers.SGD(learning_rate, momentum=0.9),
+    }
+    if name not in options:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(options)}")
+    return options[name]()
+
+
+def build_head(feature_shape: tuple[int, ...], n_classes: int, kind: HeadKind, dropout: float, dense_units: int) -> keras.Model:
+    """The new classifier: softmax probabilities (so losses use from_logits=False: the original
+    project paired a softmax output with from_logits=True). The last layer computes in float32
+    so mixed precision cannot overflow the softmax."""
+    inputs = keras.Input(shape=feature_shape, name="features")
+    x = inputs
+    if kind == "flatten-dense":
+        x = keras.layers.Flatten()(x)
+        x = keras.layers.Dense(dense_units, activation="relu", name="head_dense")(x)
+    elif len(feature_shape) == 3:
+        x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="head_probs")(x)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def compile_for_training(model: keras.Model, optimizer: str, learning_rate: float, jit_compile: bool = False) -> None:
+    """Sparse categorical cross-entropy on softmax probabilities, accuracy as a cheap metric."""
+    model.compile(
+        optimizer=make_optimizer(optimizer, learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=False),
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
+    )
+
+
+def macro_f1(y_true: np.ndarray, probs: np.ndarray) -> float:
+    """Macro-F1 over the classes present in ``y_true``."""
+    labels = np.unique(y_true)
+    return float(f1_score(y_true, probs.argmax(axis=1), labels=labels, average="macro", zero_division=0))
+
+
+class MacroF1EarlyStopping(keras.callbacks.Callback):
+    """Early stopping on the validation slice's macro-F1 (accuracy would favour big classes).
+
+    Adds ``val_macro_f1`` to the epoch logs, keeps the best weights in memory and restores them
+    when training ends. ``best``/``best_epoch``/``wait`` can be preset to resume a run.
+    """
+
+    def __init__(self, predict: Callable[[], np.ndarray], y_val: np.ndarray, patience: int) -> None:
+        super().__init__()
+        self.predict, self.y_val, self.patience = predict, np.asarray(y_val, int), patience
+        self.best, self.best_epoch, self.wait = -1.0, -1, 0
+        self.best_weights: list[np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        score = macro_f1(self.y_val, self.predict())
+        if logs is not None:
+            logs["val_macro_f1"] = score
+        if score > self.best:
+            self.best, self.best_epoch, self.wait = score, epoch, 0
+            self.best_weights = self.model.get_weights()
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.model.stop_training = True
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def history_rows(history: keras.callbacks.History, stage: int, offset: int = 0) -> list[dict[str, float]]:
+    """Per-epoch loss/accuracy/macro-F1 as JSON rows (for the training-curve plots)."""
+    keys = list(history.history)
+    n = len(history.history[keys[0]]) if keys else 0
+    return [
+        {"stage": stage, "epoch": offset + i + 1, **{k: float(history.history[k][i]) for k in keys}}
+        for i in range(n)
+    ]
+
+
+def fit_head(
+    head: keras.Model, x_fit: np.ndarray, y_fit: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+    settings: TransferSettings, class_weight: dict[int, float] | None,
+) -> list[dict[str, float]]:
+    """Stage 1: train the head on cached features; returns per-epoch history rows."""
+    compile_for_training(head, settings.stage1_optimizer, settings.stage1_lr)
+    stopper = MacroF1EarlyStopping(lambda: head.predict(x_val, verbose=0, batch_size=256), y_val, settings.stage1_patience)
+    history = head.fit(
+        x_fit, y_fit, batch_size=settings.batch_size, epochs=settings.stage1_epochs, shuffle=True,
+        class_weight=class_weight, callbacks=[stopper], verbose=0,
+    )
+    return history_rows(history, stage=1)
+
+
+def build_finetune_model(backbone: keras.Model, head: keras.Model, image_size: int) -> keras.Model:
+    """Images in [0, 255] -> backbone (BatchNorm in inference mode) -> the stage-1 head."""
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
+    features = backbone(inputs, training=False)  # keeps BN statistics frozen while fine-tuning
+    return keras.Model(inputs, head(features), name="classifier")
+
+
+# --- stage 2 checkpoints ------------------------------------------------------------------
+
+
+def save_weights_atomically(model: keras.Model, path: Path) -> None:
+    """Keras needs the .weights.h5 suffix, so the temporary file keeps it."""
+    tmp = path.with_name(f".{os.getpid()}.{path.name}")
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After every epoch: the weights, then a state file naming the completed epoch (the state is
+    written last, so it never points at weights that were not fully saved)."""
+
+    def __init__(self, folder: Path, stopper: MacroF1EarlyStopping, rows: list[dict[str, float]]) -> None:
+        super().__init__()
+        self.folder, self.stopper, self.rows = folder, stopper, rows
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.rows.append({"stage": 2, "epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+        save_weights_atomically(self.model, self.folder / "last.weights.h5")
+        if self.stopper.best_epoch == epoch:
+            save_weights_atomically(self.model, self.folder / "best.weights.h5")
+        write_state(self.folder, epoch + 1, self.stopper, self.rows, finished=False)
+
+
+def write_state(folder: Path, completed: int, stopper: MacroF1EarlyStopping, rows: list[dict[str, float]], finished: bool) -> None:
+    """Persist where stage 2 is; read back by `read_state` on a rerun."""
+    atomic_write_json(
+        folder / "state.json",
+        {"completed_epochs": completed, "best": stopper.best, "best_epoch": stopper.best_epoch,
+         "wait": stopper.wait, "finished": finished, "history": rows},
+    )
+
+
+def read_state(folder: Path) -> dict[str, Any] | None:
+    """The saved stage-2 state, or None when there is none yet."""
+    path = folder / "state.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def checkpoint_key(settings: TransferSettings, embeddings_path: Path, roles: list[str], target: str) -> str:
+    """Stage-2 checkpoints are only reused for exactly the same inputs and settings."""
+    return fingerprint_text(json.dumps(asdict(settings), sort_keys=True), Path(embeddings_path).name, target, ",".join(roles))
+
+
+# --- the two stages, end to end -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    """Row numbers (into the run's table) of the fit set (after resampling) and the validation slice."""
+
+    fit: np.ndarray
+    val: np.ndarray
+    class_weight: dict[int, float] | None
+    counts: dict[str, list[int]]
+
+
+def plan_training_rows(table: Any, target: str, n_classes: int, settings: TransferSettings) -> TrainingRows:
+    """Carve the validation slice from the TRAIN role, then resample what is left (train only)."""
+    from tasks.resampling import resample
+    from tasks.splitting import ROLE_TRAIN, carve_validation_slice
+
+    train = table[table["role"] == ROLE_TRAIN]
+    fit, val = carve_validation_slice(train, target, settings.val_fraction, settings.seed)  # type: ignore[arg-type]
+    fit_rows = fit.index.to_numpy()
+    indices, class_weight, counts = resample(
+        fit[target].astype(int).to_numpy(), n_classes, settings.resampling, settings.seed,  # type: ignore[arg-type]
+        target_share=settings.oversample_share, max_ratio=settings.undersample_ratio,
+    )
+    return TrainingRows(fit=fit_rows[indices], val=val.index.to_numpy(), class_weight=class_weight, counts=counts)
+
+
+def stage1_inputs(emb: dict[str, np.ndarray], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Clean features of ``rows`` plus each augmented view of them; returns (x, repeat count)."""
+    parts = [emb["clean"][rows]]
+    if len(emb["views"]):
+        position = {int(r): i for i, r in enumerate(emb["train_rows"])}
+        view_index = np.array([position[int(r)] for r in rows])
+        parts += [view[view_index] for view in emb["views"]]
+    return np.concatenate(parts), np.asarray(len(parts))
+
+
+def image_dataset_for(table: Any, rows: np.ndarray, target: str | None, size: int, settings: TransferSettings,
+                      augment: bool, seed: int = 0) -> Any:
+    """tf.data batches for some table rows (labels when ``target`` is given)."""
+    from tasks.embeddings import image_ok_flags
+    from tasks.images import make_image_dataset
+
+    subset = table.loc[rows]
+    labels = subset[target].astype(int).to_numpy() if target else None
+    return make_image_dataset(
+        subset["path"].tolist(), labels, size, settings.batch_size, ok=image_ok_flags(subset),
+        augment=augment, shuffle=augment, seed=seed,
+    )
+
+
+def fine_tune(model: keras.Model, backbone: keras.Model, table: Any, plan_rows: TrainingRows, target: str,
+              size: int, settings: TransferSettings, folder: Path, jit_compile: bool) -> list[dict[str, float]]:
+    """Stage 2, resumable: continues after the last completed epoch recorded in ``folder``."""
+    from tasks.backbones import unfreeze_top_blocks
+    from tasks.logs import get_logger
+
+    logger = get_logger()
+    folder.mkdir(parents=True, exist_ok=True)
+    unfreeze_top_blocks(backbone, settings.unfreeze_blocks)
+    compile_for_training(model, settings.stage2_optimizer, settings.stage2_lr, jit_compile)
+    val_ds = image_dataset_for(table, plan_rows.val, None, size, settings, augment=False)
+    y_val = table.loc[plan_rows.val, target].astype(int).to_numpy()
+    stopper = MacroF1EarlyStopping(lambda: model.predict(val_ds, verbose=0), y_val, settings.stage2_patience)
+    state = read_state(folder)
+    rows: list[dict[str, float]] = list(state["history"]) if state else []
+    initial_epoch = 0
+    if state:
+        if (folder / "best.weights.h5").is_file():
+            model.load_weights(folder / "best.weights.h5")
+            stopper.best_weights = model.get_weights()
+        if state["finished"]:
+            logger.info("Stage 2: reusing the finished fine-tuning checkpoint in %s", folder)
+            return rows
+        model.load_weights(folder / "last.weights.h5")
+        initial_epoch = int(state["completed_epochs"])
+        stopper.best, stopper.best_epoch, stopper.wait = state["best"], state["best_epoch"], state["wait"]
+        logger.info("Stage 2: resuming after epoch %d from %s", initial_epoch, folder)
+    if stopper.wait < settings.stage2_patience and initial_epoch < settings.stage2_epochs:
+        train_ds = image_dataset_for(table, plan_rows.fit, target, size, settings, augment=True, seed=settings.seed + initial_epoch)
+        model.fit(
+            train_ds, shuffle=False, epochs=settings.stage2_epochs, initial_epoch=initial_epoch,
+            class_weight=plan_rows.class_weight, callbacks=[stopper, EpochCheckpoint(folder, stopper, rows)], verbose=0,
+        )
+    elif stopper.best_weights is not None:
+        model.set_weights(stopper.best_weights)
+    write_state(folder, max(initial_epoch, len([r for r in rows if r["stage"] == 2])), stopper, rows, finished=True)
+    return rows
+
+
+def train_transfer(
+    table_path: Path, embeddings_path: Path, settings: TransferSettings, target: str, n_classes: int,
+    run_dir: Path, cache_dir: Path,
+) -> dict[str, str]:
+    """Both stages; writes predictions for the head-only and the fine-tuned model, the training
+    history and the class counts before/after resampling. Returns model name -> predictions CSV."""
+    from tasks.backbones import build_backbone, get_backbone_spec
+    from tasks.devices import distribution_scope, plan_devices
+    from tasks.embeddings import load_embeddings
+    from tasks.logs import get_logger
+    from tasks.predictions import scored_rows, write_predictions
+    from tasks.splitting import read_table
+
+    logger = get_logger()
+    keras.utils.set_random_seed(settings.seed)
+    devices = plan_devices()
+    logger.info("Training on %s", devices.description)
+    table = read_table(table_path)
+    size = settings.image_size or get_backbone_spec(settings.backbone).default_input_size
+    plan_rows = plan_training_rows(table, target, n_classes, settings)
+    emb = load_embeddings(embeddings_path)
+    x_fit, repeats = stage1_inputs(emb, plan_rows.fit)
+    y_fit = np.tile(table.loc[plan_rows.fit, target].astype(int).to_numpy(), int(repeats))
+    x_val, y_val = emb["clean"][plan_rows.val], table.loc[plan_rows.val, target].astype(int).to_numpy()
+    run_dir = Path(run_dir)
+    scored = scored_rows(table)
+    outputs: dict[str, str] = {}
+    with distribution_scope(devices):
+        head = build_head(x_fit.shape[1:], n_classes, settings.head, settings.dropout, settings.dense_units)
+        history = fit_head(head, x_fit, y_fit, x_val, y_val, settings, plan_rows.class_weight)
+        logger.info("Stage 1: %d epochs, best validation-slice macro-F1 %.3f",
+                    len(history), max(r["val_macro_f1"] for r in history))
+        head_probs = head.predict(emb["clean"][scored.index.to_numpy()], verbose=0, batch_size=256)
+        name = settings.backbone
+        outputs[f"{name}_head"] = str(write_predictions(scored, head_probs.argmax(1), run_dir / "predictions" / f"{name}_head.csv"))
+        if settings.stage2_epochs > 0:
+            backbone = build_backbone(settings.backbone, input_size=size, weights=settings.weights,
+                                      pooling="avg" if settings.head == "gap" else None)
+            model = build_finetune_model(backbone, head, size)
+            key = checkpoint_key(settings, embeddings_path, table["role"].tolist(), target)
+            history += fine_tune(model, backbone, table, plan_rows, target, size, settings,
+                                 Path(cache_dir) / "checkpoints" / key, devices.jit_compile)
+            probs = model.predict(image_dataset_for(table, scored.index.to_numpy(), None, size, settings, augment=False), verbose=0)
+            outputs[f"{name}_finetuned"] = str(write_predictions(scored, probs.argmax(1), run_dir / "predictions" / f"{name}_finetuned.csv"))
+            (run_dir / "models").mkdir(parents=True, exist_ok=True)
+            model.save(run_dir / "models" / f"{name}_finetuned.keras")
+    atomic_write_json(run_dir / "training_history.json", {"model": settings.backbone, "epochs": history})
+    atomic_write_json(run_dir / "resampling.json", {"strategy": settings.resampling, **plan_rows.counts})
+    return outputs
