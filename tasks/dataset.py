@@ -217,3 +217,11 @@ def read_classes_json(path: Path) -> ClassInfo:
     """Read the class names persisted by `load_dataset`."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     return ClassInfo(coarse=tuple(data["coarse"]), fine=tuple(data["fine"]))
+
+
+def data_fingerprint(data_dir: Path) -> str:
+    """A short hash of info.json and the three CSVs: which labelled data a model was scored on."""
+    from tasks.io import fingerprint_files
+
+    public = public_dir(data_dir)
+    return fingerprint_files([public / "info.json"] + [public / f"{s}.csv" for s in SPLITS])

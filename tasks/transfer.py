@@ -246,6 +246,8 @@ def fine_tune(model: keras.Model, backbone: keras.Model, table: Any, plan_rows: 
     rows: list[dict[str, float]] = list(state["history"]) if state else []
     initial_epoch = 0
     if state:
+        # Build the optimizer first, so the checkpoint restores its moments too (a true resume).
+        model.optimizer.build(model.trainable_variables)
         if (folder / "best.weights.h5").is_file():
             model.load_weights(folder / "best.weights.h5")
             stopper.best_weights = model.get_weights()
