@@ -105,7 +105,8 @@ def format_report(report: ValidationReport) -> str:
     if report.warnings:
         lines.append(f"{len(report.warnings)} warning(s):")
         lines += [f"  - {w}" for w in report.warnings]
-    lines += [f"Data Docs:  {report.docs_index}", f"Report:     {report.report_path}",
+    lines += [f"Data Docs:  {report.docs_index}", f"Summary:    {report.summary_html}",
+              f"Report:     {report.report_path}",
               f"Samples:    {report.samples_path}"]
     return "\n".join(lines)
 
