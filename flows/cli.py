@@ -39,20 +39,49 @@ def _parser_for(annotation: Any) -> tuple[Callable[[str], Any], list[str] | None
     return str, None, is_list
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
-    """One ``--kebab-case`` flag per field; bools get ``--x/--no-x``; lists take several values."""
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    inner, _ = _unwrap_optional(annotation)
+    return inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel], prefix: str = "") -> None:
+    """One ``--kebab-case`` flag per field; bools get ``--x/--no-x``; lists take several values.
+
+    Fields of a nested model (e.g. the validation settings) become flags of their own, without
+    a prefix, so that ``--max-bad-image-fraction 0.02`` sets ``validation.max_bad_image_fraction``.
+    """
     for name, field in model.model_fields.items():
+        dest = f"{prefix}{name}"
+        nested = _nested_model(field.annotation)
+        if nested is not None:
+            group = parser.add_argument_group(f"{name} ({field.description or nested.__name__})")
+            add_model_arguments(group, nested, prefix=f"{dest}.")  # type: ignore[arg-type]
+            continue
         flag = "--" + name.replace("_", "-")
         default = field.get_default(call_default_factory=True)
         help_text = f"{field.description or ''} (default: {default})"
         if _unwrap_optional(field.annotation)[0] is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
         convert, choices, is_list = _parser_for(field.annotation)
         parser.add_argument(
-            flag, dest=name, type=convert, choices=choices, nargs="*" if is_list else None,
+            flag, dest=dest, type=convert, choices=choices, nargs="*" if is_list else None,
             default=None, help=help_text, metavar=None if choices else name.upper(),
         )
+
+
+def nest_values(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}`` for the given (non-None) values."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        if value is None:
+            continue
+        *parents, leaf = key.split(".")
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return nested
 
 
 def parse_model(model: type[M], argv: list[str] | None, description: str, prog: str) -> M:
@@ -60,11 +89,10 @@ def parse_model(model: type[M], argv: list[str] | None, description: str, prog: 
     parser = argparse.ArgumentParser(prog=prog, description=description)
     add_model_arguments(parser, model)
     namespace = parser.parse_args(argv)
-    given = {k: v for k, v in vars(namespace).items() if v is not None}
     try:
-        return model(**given)
+        return model(**nest_values(vars(namespace)))
     except ValidationError as exc:
-        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"--{str(e['loc'][-1]).replace('_', '-')}: {e['msg']}" for e in exc.errors())
         parser.exit(2, f"{prog}: error: {problems}\n")
     raise AssertionError("unreachable")
 

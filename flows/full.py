@@ -17,10 +17,11 @@ from typing import Any
 from prefect import flow, task
 from prefect.futures import PrefectFuture
 
+from flows.caching import FingerprintPolicy, adopt_outputs, result_storage_block, step_dir
 from flows.cli import fail, parse_model, quiet_environment
 from flows.params import PipelineParams
 from tasks.baselines import BaselineSettings, train_baseline
-from tasks.dataset import check_data_dir, load_dataset
+from tasks.dataset import check_data_dir, read_classes_json
 from tasks.embeddings import EmbeddingSpec, compute_embeddings
 from tasks.evaluation import evaluate_models, format_comparison
 from tasks.features import pixel_features
@@ -29,29 +30,44 @@ from tasks.sample import SampleSpec, ensure_sample
 from tasks.splitting import split_dataset
 from tasks.submission import write_run_submission
 from tasks.transfer_settings import TransferSettings, seed_faithful_preset
+from tasks.validation import ValidationReport
 
-# Thin task wrappers: names for the UI, retries where I/O can fail transiently.
+# The modules whose source is part of each cached step's key (code changes invalidate the cache).
+EMBEDDING_MODULES = ("tasks.embeddings", "tasks.images", "tasks.backbones")
+BASELINE_MODULES = ("tasks.baselines", "tasks.predictions")
+TRANSFER_MODULES = ("tasks.transfer", "tasks.transfer_settings", "tasks.resampling", "tasks.images", "tasks.backbones")
+
+# Thin task wrappers: names for the UI, retries where I/O can fail transiently, and cross-run
+# caching (flows.caching) for the expensive steps.
 io_retries: dict[str, Any] = {"retries": 2, "retry_delay_seconds": [1, 5]}
 prepare_sample_task = task(ensure_sample, name="prepare-sample", **io_retries)
-load_dataset_task = task(load_dataset, name="load-dataset", **io_retries)
 split_task = task(split_dataset, name="split-holdout")
-pixel_features_task = task(pixel_features, name="pixel-features", **io_retries)
-embeddings_task = task(compute_embeddings, name="backbone-features", **io_retries)
-baseline_task = task(train_baseline, name="train-baseline", task_run_name="train-{feature_name}-{kind}")
+pixel_features_task = task(
+    pixel_features, name="pixel-features", **io_retries,
+    cache_policy=FingerprintPolicy(modules=("tasks.features",)), persist_result=True,
+)
+embeddings_task = task(
+    compute_embeddings, name="backbone-features", **io_retries,
+    cache_policy=FingerprintPolicy(modules=EMBEDDING_MODULES), persist_result=True,
+)
+baseline_task = task(
+    train_baseline, name="train-baseline", task_run_name="train-{feature_name}-{kind}",
+    cache_policy=FingerprintPolicy(modules=BASELINE_MODULES), persist_result=True,
+)
+adopt_task = task(adopt_outputs, name="collect-outputs")
+evaluate_task = task(evaluate_models, name="evaluate-holdout")
+submission_task = task(write_run_submission, name="write-submission")
 
 
-@task(name="train-transfer")
+@task(name="train-transfer", cache_policy=FingerprintPolicy(modules=TRANSFER_MODULES), persist_result=True)
 def transfer_task(
-    table: Path, embeddings: Path, settings: TransferSettings, target: str, n_classes: int, run_dir: Path, cache_dir: Path
+    table: Path, embeddings: Path, settings: TransferSettings, target: str, n_classes: int, out_dir: Path,
+    cache_dir: Path, refresh: bool = False,
 ) -> dict[str, str]:
     """Both transfer stages (imports Keras only when a run needs it, so the CLI starts fast)."""
     from tasks.transfer import train_transfer
 
-    return train_transfer(table, embeddings, settings, target, n_classes, run_dir, cache_dir)
-
-
-evaluate_task = task(evaluate_models, name="evaluate-holdout")
-submission_task = task(write_run_submission, name="write-submission")
+    return train_transfer(table, embeddings, settings, target, n_classes, out_dir, cache_dir, refresh)
 
 
 def resolve_data_dir(params: PipelineParams) -> Path:
@@ -95,47 +111,68 @@ def baseline_settings(params: PipelineParams) -> BaselineSettings:
 
 @flow(name="living-things-full", log_prints=True)
 def full_pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
-    """Train and evaluate every model on one hold-out, publish metrics and a submission."""
+    """Validate, train and evaluate every model on one hold-out, publish metrics and a submission."""
+    from flows.validate import validate_dataset
+
     data_dir = resolve_data_dir(params)
     run_dir = new_run_dir(params.output_dir)
     cache_dir = Path(params.output_dir).resolve() / "cache"
-    samples = load_dataset_task(data_dir, run_dir)
+    report: ValidationReport = validate_dataset(data_dir, run_dir, params.validation, cache_dir)
+    samples = Path(str(report.samples_path))
+    classes_path = samples.parent / "classes.json"
+    n_classes = len(read_classes_json(classes_path).names(params.target))
     table = split_task(samples, run_dir, params.target, params.holdout_fraction, params.seed, params.holdout_mode)
+    cached = cached_options(cache_dir, params.refresh)
     futures: dict[str, PrefectFuture[Any]] = {}
+    step_outputs: list[Path] = []
     if params.baselines:
-        pixels = pixel_features_task(table, params.pixel_size, cache_dir)
+        pixels = pixel_features_task.with_options(**cached)(table, params.pixel_size, cache_dir, refresh=params.refresh)
         for kind in params.baselines:
-            futures[f"pixels_{kind}"] = baseline_task.submit(
-                kind, "pixels", table, pixels, run_dir, params.target, baseline_settings(params)
+            out = step_dir(cache_dir, "baseline", BASELINE_MODULES, kind=kind, table=table, features=pixels,
+                           target=params.target, settings=baseline_settings(params))
+            futures[f"pixels_{kind}"] = baseline_task.with_options(**cached).submit(
+                kind, "pixels", table, pixels, out, params.target, baseline_settings(params)
             )
+            step_outputs.append(out)
     transfer_outputs: dict[str, str] = {}
     if params.transfer or params.embedding_baselines:
         settings = transfer_settings(params)
-        embeddings = embeddings_task(table, embedding_spec(settings), cache_dir)
+        embeddings = embeddings_task.with_options(**cached)(table, embedding_spec(settings), cache_dir, refresh=params.refresh)
         # Embedding classifiers: kernel SVM on raw features wants gamma="scale", not the pixel gamma.
         embed_settings = replace(baseline_settings(params), svm_gamma="scale", svm_c=1.0, rf_max_depth=None)
         for kind in params.embedding_baselines:
-            futures[f"{settings.backbone}_{kind}"] = baseline_task.submit(
-                kind, settings.backbone, table, embeddings, run_dir, params.target, embed_settings
+            out = step_dir(cache_dir, "baseline", BASELINE_MODULES, kind=kind, table=table, features=embeddings,
+                           target=params.target, settings=embed_settings)
+            futures[f"{settings.backbone}_{kind}"] = baseline_task.with_options(**cached).submit(
+                kind, settings.backbone, table, embeddings, out, params.target, embed_settings
             )
+            step_outputs.append(out)
         if params.transfer:
-            transfer_outputs = transfer_task(
-                table, embeddings, settings, params.target, class_count(run_dir, params.target), run_dir, cache_dir
+            out = step_dir(cache_dir, "transfer", TRANSFER_MODULES, table=table, embeddings=embeddings,
+                           settings=settings, target=params.target)
+            transfer_outputs = transfer_task.with_options(**cached)(
+                table, embeddings, settings, params.target, n_classes, out, cache_dir, refresh=params.refresh
             )
+            step_outputs.append(out)
     predictions = {name: Path(future.result()) for name, future in futures.items()}
     predictions.update({name: Path(path) for name, path in transfer_outputs.items()})
-    summary = evaluate_task(table, predictions, run_dir / "classes.json", params.target, run_dir)
+    for out in step_outputs:
+        adopt_task(out, run_dir)
+    run_predictions = {name: run_dir / "predictions" / path.name for name, path in predictions.items()}
+    summary = evaluate_task(table, run_predictions, classes_path, params.target, run_dir)
     submission = submission_task(
-        Path(summary["predictions_path"]), samples, params.target, summary["n_classes"], run_dir
+        Path(summary["predictions_path"]), samples, params.target, summary["n_classes"], run_dir,
+        fallback=report.fallback_prediction,
     )
-    return {**summary, "run_dir": str(run_dir), "submission_path": str(submission), "data_dir": str(data_dir)}
+    return {
+        **summary, "run_dir": str(run_dir), "submission_path": str(submission), "data_dir": str(data_dir),
+        "data_docs": report.docs_index, "validation_warnings": len(report.warnings),
+    }
 
 
-def class_count(run_dir: Path, target: str) -> int:
-    """How many classes the target has, from the run's info.json copy."""
-    from tasks.dataset import read_classes_json
-
-    return len(read_classes_json(run_dir / "classes.json").names(target))  # type: ignore[arg-type]
+def cached_options(cache_dir: Path, refresh: bool) -> dict[str, Any]:
+    """Task options that persist cached results under the output directory (not the Prefect home)."""
+    return {"result_storage": result_storage_block(cache_dir), "refresh_cache": refresh}
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -147,6 +184,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"Run folder:  {summary['run_dir']}",
             f"Metrics:     {summary['metrics_path']}",
             f"Submission:  {summary['submission_path']}",
+            f"Data Docs:   {summary['data_docs']}",
             f"Hold-out macro-F1 of the best model ({summary['best_model']}): {summary['best_macro_f1']:.3f} "
             f"(majority-class reference: {summary['majority_macro_f1']:.3f})",
         ]

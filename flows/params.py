@@ -11,6 +11,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.validation import ValidationSettings
+
 
 class PipelineParams(BaseModel):
     """Everything a run of the full pipeline can be told."""
@@ -68,5 +70,9 @@ class PipelineParams(BaseModel):
         default_factory=lambda: ["logreg", "random_forest", "svm"],
         description="Classifiers trained on the cached backbone features (logreg = linear probe).",
     )
+    validation: ValidationSettings = Field(
+        default_factory=ValidationSettings, description="Data validation thresholds (Great Expectations suites)."
+    )
+    refresh: bool = Field(False, description="Recompute every cached step (features, models) instead of reusing it.")
     sample_per_family: int = Field(36, ge=3, description="Embedded sample: labelled images per family.")
     sample_test_per_family: int = Field(8, ge=1, description="Embedded sample: test images per family.")

@@ -84,13 +84,13 @@ def load_feature_matrix(path: Path) -> np.ndarray:
 
 
 def train_baseline(
-    kind: str, feature_name: str, table_path: Path, features_path: Path, run_dir: Path, target: str,
+    kind: str, feature_name: str, table_path: Path, features_path: Path, out_dir: Path, target: str,
     settings: BaselineSettings,
 ) -> Path:
     """Fit one baseline on the train role, predict hold-out and test, persist both.
 
-    The model is named ``<feature_name>_<kind>`` (e.g. ``pixels_random_forest``); returns its
-    predictions CSV. The fitted model is saved next to it for later inspection.
+    The model is named ``<feature_name>_<kind>`` (e.g. ``pixels_random_forest``). Writes
+    ``predictions/<name>.csv`` and ``models/<name>.joblib`` under ``out_dir``; returns the CSV.
     """
     import joblib
 
@@ -102,9 +102,9 @@ def train_baseline(
     train_mask = (table["role"] == ROLE_TRAIN).to_numpy()
     model = fit_baseline(kind, matrix[train_mask], table.loc[train_mask, target].astype(int).to_numpy(), settings)
     name = f"{feature_name}_{kind}"
-    model_path = Path(run_dir) / "models" / f"{name}.joblib"
+    model_path = Path(out_dir) / "models" / f"{name}.joblib"
     model_path.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, model_path)
     rows = scored_rows(table)
     predicted = model.predict(matrix[rows.index.to_numpy()])
-    return write_predictions(rows, predicted, Path(run_dir) / "predictions" / f"{name}.csv")
+    return write_predictions(rows, predicted, Path(out_dir) / "predictions" / f"{name}.csv")

@@ -57,7 +57,7 @@ def extract_features(model, paths: list[str], ok: np.ndarray, spec: EmbeddingSpe
     return np.concatenate(batches).astype(np.float16) if batches else np.zeros((0, *width), np.float16)
 
 
-def compute_embeddings(table_path: Path, spec: EmbeddingSpec, cache_dir: Path) -> Path:
+def compute_embeddings(table_path: Path, spec: EmbeddingSpec, cache_dir: Path, refresh: bool = False) -> Path:
     """Cached ``.npz`` with ``clean`` (every table row, table order) and ``views`` (augmented
     copies of the train rows, ``views x n_train x ...``) plus ``train_rows`` (their row numbers)."""
     from tasks.backbones import build_backbone
@@ -66,7 +66,7 @@ def compute_embeddings(table_path: Path, spec: EmbeddingSpec, cache_dir: Path) -
     paths = table["path"].tolist()
     key = embedding_key(spec, paths, table["role"].tolist())
     target = Path(cache_dir) / "embeddings" / f"{spec.backbone}-{spec.image_size}-{key}.npz"
-    if target.is_file():
+    if target.is_file() and not refresh:
         return target
     import keras
 

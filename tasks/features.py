@@ -66,12 +66,13 @@ def file_signature(path: str) -> str:
     return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def pixel_features(table_path: Path, size: int, cache_dir: Path, grayscale: bool = True) -> Path:
-    """Pixel features for every row of the table (row order), cached across runs by content."""
+def pixel_features(table_path: Path, size: int, cache_dir: Path, grayscale: bool = True, refresh: bool = False) -> Path:
+    """Pixel features for every row of the table (row order), cached across runs by content
+    (``refresh`` recomputes them)."""
     import pandas as pd
 
     paths = pd.read_csv(table_path, usecols=["path"], dtype=str)["path"].tolist()
     target = Path(cache_dir) / f"pixels-{size}{'g' if grayscale else 'c'}-{pixel_cache_key(paths, size, grayscale)}.npy"
-    if not target.is_file():
+    if refresh or not target.is_file():
         save_matrix(target, load_pixel_matrix(paths, size, grayscale))
     return target

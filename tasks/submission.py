@@ -60,16 +60,28 @@ def publish_submission(
     return atomic_write_text(Path(path), frame.to_csv(index=False))
 
 
-def write_run_submission(predictions_path: Path, samples_path: Path, target: Target, n_classes: int, run_dir: Path) -> Path:
-    """Build the run's ``submission.csv`` from the best model's test predictions, in test.csv order."""
+def write_run_submission(
+    predictions_path: Path, samples_path: Path, target: Target, n_classes: int, run_dir: Path,
+    fallback: dict[str, int] | None = None,
+) -> Path:
+    """Build the run's ``submission.csv`` from the best model's test predictions, in test.csv order.
+
+    Test images that validation found undecodable (``image_ok`` False) still get a row: the
+    documented fallback class for the target (the most frequent labelled class) when one is given.
+    """
     from tasks.dataset import read_samples
     from tasks.predictions import read_predictions, test_predictions
 
     samples = read_samples(samples_path)
-    expected = samples.loc[samples["split"] == "test", "filename"].tolist()
+    test = samples[samples["split"] == "test"]
+    expected = test["filename"].tolist()
     predicted = test_predictions(read_predictions(predictions_path)).set_index("filename")["pred"]
     missing = [f for f in expected if f not in predicted.index]
     if missing:
         raise SubmissionError(f"the model has no prediction for {len(missing)} test image(s), e.g. {missing[:3]}")
-    frame = build_submission(expected, predicted.loc[expected].tolist(), target)
+    labels = predicted.loc[expected].to_numpy().copy()
+    if fallback and target in fallback and "image_ok" in test.columns:
+        unreadable = ~test["image_ok"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
+        labels[unreadable] = int(fallback[target])
+    frame = build_submission(expected, labels.tolist(), target)
     return publish_submission(frame, Path(run_dir) / "submission.csv", expected, target, n_classes)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -272,7 +273,7 @@ def fine_tune(model: keras.Model, backbone: keras.Model, table: Any, plan_rows: 
 
 def train_transfer(
     table_path: Path, embeddings_path: Path, settings: TransferSettings, target: str, n_classes: int,
-    run_dir: Path, cache_dir: Path,
+    out_dir: Path, cache_dir: Path, refresh: bool = False,
 ) -> dict[str, str]:
     """Both stages; writes predictions for the head-only and the fine-tuned model, the training
     history and the class counts before/after resampling. Returns model name -> predictions CSV."""
@@ -294,7 +295,7 @@ def train_transfer(
     x_fit, repeats = stage1_inputs(emb, plan_rows.fit)
     y_fit = np.tile(table.loc[plan_rows.fit, target].astype(int).to_numpy(), int(repeats))
     x_val, y_val = emb["clean"][plan_rows.val], table.loc[plan_rows.val, target].astype(int).to_numpy()
-    run_dir = Path(run_dir)
+    out_dir = Path(out_dir)
     scored = scored_rows(table)
     outputs: dict[str, str] = {}
     with distribution_scope(devices):
@@ -304,18 +305,20 @@ def train_transfer(
                     len(history), max(r["val_macro_f1"] for r in history))
         head_probs = head.predict(emb["clean"][scored.index.to_numpy()], verbose=0, batch_size=256)
         name = settings.backbone
-        outputs[f"{name}_head"] = str(write_predictions(scored, head_probs.argmax(1), run_dir / "predictions" / f"{name}_head.csv"))
+        outputs[f"{name}_head"] = str(write_predictions(scored, head_probs.argmax(1), out_dir / "predictions" / f"{name}_head.csv"))
         if settings.stage2_epochs > 0:
             backbone = build_backbone(settings.backbone, input_size=size, weights=settings.weights,
                                       pooling="avg" if settings.head == "gap" else None)
             model = build_finetune_model(backbone, head, size)
             key = checkpoint_key(settings, embeddings_path, table["role"].tolist(), target)
+            if refresh:
+                shutil.rmtree(Path(cache_dir) / "checkpoints" / key, ignore_errors=True)
             history += fine_tune(model, backbone, table, plan_rows, target, size, settings,
                                  Path(cache_dir) / "checkpoints" / key, devices.jit_compile)
             probs = model.predict(image_dataset_for(table, scored.index.to_numpy(), None, size, settings, augment=False), verbose=0)
-            outputs[f"{name}_finetuned"] = str(write_predictions(scored, probs.argmax(1), run_dir / "predictions" / f"{name}_finetuned.csv"))
-            (run_dir / "models").mkdir(parents=True, exist_ok=True)
-            model.save(run_dir / "models" / f"{name}_finetuned.keras")
-    atomic_write_json(run_dir / "training_history.json", {"model": settings.backbone, "epochs": history})
-    atomic_write_json(run_dir / "resampling.json", {"strategy": settings.resampling, **plan_rows.counts})
+            outputs[f"{name}_finetuned"] = str(write_predictions(scored, probs.argmax(1), out_dir / "predictions" / f"{name}_finetuned.csv"))
+            (out_dir / "models").mkdir(parents=True, exist_ok=True)
+            model.save(out_dir / "models" / f"{name}_finetuned.keras")
+    atomic_write_json(out_dir / "training_history.json", {"model": settings.backbone, "epochs": history})
+    atomic_write_json(out_dir / "resampling.json", {"strategy": settings.resampling, **plan_rows.counts})
     return outputs

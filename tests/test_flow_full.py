@@ -86,5 +86,16 @@ def test_cli_rejects_bad_values_with_usage_error(tmp_path: Path) -> None:
 def test_cli_help_lists_every_parameter() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for name in PipelineParams.model_fields:
+    from tasks.validation import ValidationSettings
+
+    names = [n for n in PipelineParams.model_fields if n != "validation"] + list(ValidationSettings.model_fields)
+    for name in names:
         assert "--" + name.replace("_", "-") in result.stdout
+
+
+def test_cli_sets_nested_validation_settings() -> None:
+    from flows.cli import parse_model
+
+    params = parse_model(PipelineParams, ["--max-bad-image-fraction", "0.2", "--seed", "3"], "d", "p")
+    assert params.validation.max_bad_image_fraction == 0.2 and params.seed == 3
+    assert params.validation.min_class_count == PipelineParams().validation.min_class_count
