@@ -21,7 +21,11 @@ from flows.caching import FingerprintPolicy, adopt_outputs, result_storage_block
 from flows.cli import fail, parse_model, quiet_environment
 from flows.params import PipelineParams
 from tasks.baselines import BaselineSettings, train_baseline
-from tasks.dataset import check_data_dir, read_classes_json
+from tasks.champion import GateSettings, promote_run
+from tasks.dataset import check_data_dir, data_fingerprint, read_classes_json
+from tasks.kaggle import KaggleCredentialsMissing, download_competition, require_credentials, submit_champion
+from tasks.plots import make_run_plots
+from tasks.report import publish_run_artifacts
 from tasks.embeddings import EmbeddingSpec, compute_embeddings
 from tasks.evaluation import evaluate_models, format_comparison
 from tasks.features import pixel_features
@@ -57,6 +61,11 @@ baseline_task = task(
 adopt_task = task(adopt_outputs, name="collect-outputs")
 evaluate_task = task(evaluate_models, name="evaluate-holdout")
 submission_task = task(write_run_submission, name="write-submission")
+plots_task = task(make_run_plots, name="draw-plots")
+gate_task = task(promote_run, name="champion-gate")  # no retries: each decision is recorded once
+artifacts_task = task(publish_run_artifacts, name="publish-artifacts")
+download_task = task(download_competition, name="kaggle-download", **io_retries)
+kaggle_submit_task = task(submit_champion, name="kaggle-submit", **io_retries)
 
 
 @task(name="train-transfer", cache_policy=FingerprintPolicy(modules=TRANSFER_MODULES), persist_result=True)
@@ -71,7 +80,9 @@ def transfer_task(
 
 
 def resolve_data_dir(params: PipelineParams) -> Path:
-    """The user's data directory, or the embedded sample (generated once, then reused)."""
+    """The user's data directory (downloaded first with --download), or the embedded sample."""
+    if params.download and params.data_dir is not None:
+        return download_task(params.data_dir, params.competition, secret_block=params.kaggle_secret_block)
     if params.data_dir is not None:
         return check_data_dir(params.data_dir)
     spec = SampleSpec(per_family=params.sample_per_family, test_per_family=params.sample_test_per_family)
@@ -164,9 +175,17 @@ def full_pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
         Path(summary["predictions_path"]), samples, params.target, summary["n_classes"], run_dir,
         fallback=report.fallback_prediction,
     )
+    plots = plots_task(run_dir)
+    gate = GateSettings(min_improvement=params.gate_min_improvement, max_class_f1_drop=params.gate_max_class_f1_drop)
+    decision = gate_task(run_dir, params.output_dir, data_fingerprint(data_dir), gate, params.force_promote)
+    artifacts_task(run_dir, plots, {"decision": decision, "submission": submission, "data_docs": report.docs_index})
+    if params.submit:
+        kaggle_submit_task(params.output_dir, params.submit_message, params.competition,
+                           secret_block=params.kaggle_secret_block)
     return {
         **summary, "run_dir": str(run_dir), "submission_path": str(submission), "data_dir": str(data_dir),
         "data_docs": report.docs_index, "validation_warnings": len(report.warnings),
+        "champion_decision": decision.to_dict(), "plots": {k: str(v) for k, v in plots.items()},
     }
 
 
@@ -185,6 +204,9 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"Metrics:     {summary['metrics_path']}",
             f"Submission:  {summary['submission_path']}",
             f"Data Docs:   {summary['data_docs']}",
+            f"Plots:       {Path(summary['run_dir']) / 'plots'}",
+            f"Champion:    {'promoted' if summary['champion_decision']['promote'] else 'kept'}: "
+            f"{summary['champion_decision']['reason']}",
             f"Hold-out macro-F1 of the best model ({summary['best_model']}): {summary['best_macro_f1']:.3f} "
             f"(majority-class reference: {summary['majority_macro_f1']:.3f})",
         ]
@@ -195,7 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: parse, check the data directory fast, run, print where things are."""
     params = parse_model(PipelineParams, argv, description=__doc__.splitlines()[0], prog="python -m flows.full")
     quiet_environment()
-    if params.data_dir is not None:
+    if params.download and params.data_dir is None:
+        fail("--download needs --data-dir (where to put the Kaggle data)")
+    if params.download or params.submit:
+        try:
+            require_credentials(secret_block=params.kaggle_secret_block)
+        except KaggleCredentialsMissing as exc:
+            fail(str(exc))
+    if params.data_dir is not None and not params.download:
         try:
             check_data_dir(params.data_dir)  # fail in seconds, before a Prefect server starts
         except ValueError as exc:

@@ -73,6 +73,19 @@ class PipelineParams(BaseModel):
     validation: ValidationSettings = Field(
         default_factory=ValidationSettings, description="Data validation thresholds (Great Expectations suites)."
     )
+    # Publishing: the champion/challenger gate and Kaggle.
+    gate_min_improvement: float = Field(
+        0.0, ge=0, le=1, description="A new model replaces the champion only if its hold-out macro-F1 beats the champion's by more than this."
+    )
+    gate_max_class_f1_drop: float = Field(0.05, ge=0, le=1, description="...and no class's hold-out F1 drops by more than this.")
+    force_promote: bool = Field(False, description="Replace the champion whatever the gate says (recorded as forced).")
+    download: bool = Field(False, description="Download the Kaggle competition into --data-dir first (needs Kaggle credentials).")
+    submit: bool = Field(False, description="Submit the champion's submission.csv to Kaggle at the end (needs Kaggle credentials).")
+    submit_message: Optional[str] = Field(None, description="Kaggle submission message (empty: the champion's run, model and macro-F1).")
+    competition: str = Field("living-thing-classification-coarse", description="Kaggle competition slug.")
+    kaggle_secret_block: Optional[str] = Field(
+        None, description='Prefect Secret block holding {"username", "key"}, used if no env vars or kaggle.json.'
+    )
     refresh: bool = Field(False, description="Recompute every cached step (features, models) instead of reusing it.")
     sample_per_family: int = Field(36, ge=3, description="Embedded sample: labelled images per family.")
     sample_test_per_family: int = Field(8, ge=1, description="Embedded sample: test images per family.")

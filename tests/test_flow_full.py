@@ -45,6 +45,26 @@ def test_full_flow_publishes_a_valid_submission_and_beats_majority(
     # The hold-out never overlaps the training rows.
     split = pd.read_csv(run_dir / "split.csv", dtype=str)
     assert set(split.loc[split.role == "train", "filename"]).isdisjoint(split.loc[split.role == "holdout", "filename"])
+    # Published: plots, the champion (first run), a registry line.
+    assert {p.name for p in (run_dir / "plots").glob("*.png")} >= {
+        "class_distribution.png", "training_curves.png", "confusion_matrix.png", "per_class_f1.png",
+        "model_comparison.png", "misclassified.png",
+    }
+    assert summary["champion_decision"]["promote"] is True
+    champion = tmp_path / "out" / "champion"
+    assert (champion / "submission.csv").read_bytes() == (run_dir / "submission.csv").read_bytes()
+
+    # A deliberately worse configuration on the same hold-out does not replace the champion.
+    worse = params.model_copy(update={
+        "transfer": False, "embedding_baselines": [], "baselines": ["random_forest"], "rf_n_estimators": 2, "rf_max_depth": 2,
+    })
+    second = full_pipeline(worse)
+    assert second["champion_decision"]["promote"] is False
+    assert "macro-F1" in second["champion_decision"]["reason"]
+    assert (champion / "submission.csv").read_bytes() == (run_dir / "submission.csv").read_bytes()
+    registry = [json.loads(line) for line in (tmp_path / "out" / "registry.jsonl").read_text().splitlines()]
+    assert [r["decision"] for r in registry] == ["promoted", "kept"]
+    assert registry[1]["run"] == Path(second["run_dir"]).name and registry[1]["reason"]
 
 
 @pytest.mark.slow

@@ -1,0 +1,458 @@
+"""The champion/challenger gate (TFX's "blessing"): a new model replaces the published one only
+if it is better on the same hold-out and no class gets much worse.
+
+Layout under the output directory::
+
+    champion/            the current champion: champion.json, metrics.json, submission.csv,
+                         split.csv and the best model's file(s) under models/
+    registry.jsonl       one JSON line per decision (promoted or kept, and why)
+    .champion.lock       serialises concurrent promotions (POSIX)
+
+Rules (`decide_promotion`), in order:
+
+1. no champion yet: promote;
+2. a different target (coarse vs fine): refuse, the scores are not comparable;
+3. a different hold-out (split fingerprint) or different data (data fingerprint, class names):
+   refuse. The champion's scores were measured on other images; comparing them with the
+   challenger's would be dishonest, and re-scoring the champion would mean re-running its model
+   on the new hold-out. The reason tells the user what to do: rerun with the same seed, hold-out
+   fraction/mode and data (the champion's split.csv is kept for reference), or pass
+   ``--force-promote`` to replace the champion anyway;
+4. the challenger's hold-out macro-F1 must beat the champion's by more than ``min_improvement``
+   (a tie keeps the champion: replacing a model costs trust, so it needs a reason);
+5. no class's F1 may drop by more than ``max_class_f1_drop`` (the worst class is named).
+
+Promotion is atomic: the new champion is built in ``.champion-<random>/``, then the old folder is
+renamed to ``.champion-old-<random>/``, the new one renamed into place, and the old one deleted.
+A failure between the renames puts the old champion back at once; after a hard crash (power
+loss, kill -9) the next call restores it from ``.champion-old-*`` before doing anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.io import atomic_write_json, fingerprint_files, fingerprint_text
+from tasks.logs import get_logger
+
+CHAMPION_DIR = "champion"
+REGISTRY_FILE = "registry.jsonl"
+DECISION_FILE = "champion_decision.json"
+LOCK_FILE = ".champion.lock"
+STAGING_PREFIX = ".champion-"
+OLD_PREFIX = ".champion-old-"
+#: Float noise allowance when comparing scores (F1 values are ratios of small integers).
+TOLERANCE = 1e-9
+
+
+class ChampionError(RuntimeError):
+    """The champion folder or a run folder cannot be read as expected; the message says which."""
+
+
+class GateSettings(BaseModel):
+    """How much better a challenger must be to replace the champion."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_improvement: float = Field(
+        0.0, ge=0.0, le=1.0, description="Hold-out macro-F1 must beat the champion's by more than this."
+    )
+    max_class_f1_drop: float = Field(
+        0.05, ge=0.0, le=1.0, description="No class's hold-out F1 may drop by more than this."
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gate's verdict and its reason, phrased for the person reading the run's report."""
+
+    promote: bool
+    reason: str
+    run: str | None = None
+    champion_before: str | None = None
+    forced: bool = False
+    champion_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def champion_path(output_dir: Path) -> Path:
+    """``<output-dir>/champion``."""
+    return Path(output_dir).expanduser().resolve() / CHAMPION_DIR
+
+
+def registry_path(output_dir: Path) -> Path:
+    """``<output-dir>/registry.jsonl``."""
+    return Path(output_dir).expanduser().resolve() / REGISTRY_FILE
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file, with the file named in the error."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ChampionError(f"cannot read {path}: {exc}") from exc
+
+
+def fingerprint_split(run_dir: Path) -> str:
+    """Hash of the run's split.csv: equal hashes mean the very same hold-out images."""
+    path = Path(run_dir) / "split.csv"
+    if not path.is_file():
+        raise ChampionError(f"{path} not found: the gate needs the run's hold-out assignment")
+    return fingerprint_files([path])
+
+
+def fingerprint_run_data(run_dir: Path) -> str:
+    """A data fingerprint from the run's own files, for callers that have none from validation.
+
+    Hashes what defines the labelled data (split, filename, labels; not the absolute paths, which
+    differ between machines) plus the class names, so relabelled data changes the fingerprint.
+    """
+    run_dir = Path(run_dir)
+    source = run_dir / "samples.csv" if (run_dir / "samples.csv").is_file() else run_dir / "table.csv"
+    if not source.is_file():
+        raise ChampionError(f"neither samples.csv nor table.csv in {run_dir}: cannot fingerprint the data")
+    frame = pd.read_csv(source, dtype=str, keep_default_na=False)
+    columns = [c for c in ("split", "filename", "coarse", "fine") if c in frame.columns]
+    classes = (run_dir / "classes.json").read_text(encoding="utf-8") if (run_dir / "classes.json").is_file() else ""
+    return fingerprint_text(frame.loc[:, columns].to_csv(index=False), classes)
+
+
+def describe_run(run_dir: Path, data_fingerprint: str | None = None) -> dict[str, Any]:
+    """The challenger record: the run's best model, its hold-out scores and what they were measured on."""
+    run_dir = Path(run_dir).resolve()
+    metrics = read_json(run_dir / "metrics.json")
+    best = metrics["best_model"]
+    scores = metrics["models"][best]
+    return {
+        "run": run_dir.name,
+        "run_dir": str(run_dir),
+        "model": best,
+        "target": metrics["target"],
+        "class_names": list(metrics["class_names"]),
+        "holdout_size": int(metrics["holdout_size"]),
+        "metrics": {
+            "macro_f1": float(scores["macro_f1"]),
+            "accuracy": float(scores["accuracy"]),
+            "weighted_f1": float(scores["weighted_f1"]),
+            "per_class_f1": {row["name"]: float(row["f1"]) for row in scores["per_class"]},
+        },
+        "split_fingerprint": fingerprint_split(run_dir),
+        "data_fingerprint": data_fingerprint or fingerprint_run_data(run_dir),
+    }
+
+
+def read_champion(output_dir: Path) -> dict[str, Any] | None:
+    """The current champion's record, or None when there is none yet."""
+    folder = champion_path(output_dir)
+    if not folder.exists():
+        return None
+    record_path = folder / "champion.json"
+    if not record_path.is_file():
+        raise ChampionError(
+            f"{folder} exists but has no champion.json; it was not written by this pipeline. "
+            f"Move it away (or delete it) to start a new champion."
+        )
+    return read_json(record_path)
+
+
+def worst_class_drop(challenger: Mapping[str, Any], champion: Mapping[str, Any]) -> tuple[str, float, float, float]:
+    """(class, drop, champion F1, challenger F1) of the class whose F1 fell the most."""
+    before = champion["metrics"]["per_class_f1"]
+    after = challenger["metrics"]["per_class_f1"]
+    drops = [(name, before[name] - after.get(name, 0.0), before[name], after.get(name, 0.0)) for name in before]
+    return max(drops, key=lambda d: d[1]) if drops else ("", 0.0, 0.0, 0.0)
+
+
+def comparability_problem(challenger: Mapping[str, Any], champion: Mapping[str, Any]) -> str | None:
+    """Why the two sets of scores cannot be compared, or None if they can."""
+    if challenger["target"] != champion["target"]:
+        return (
+            f"the champion predicts {champion['target']} classes and this run predicts {challenger['target']}; "
+            f"the scores are not comparable. Use a separate --output-dir per target"
+        )
+    advice = (
+        f"Rerun with the same data, seed and hold-out settings as the champion's run {champion['run']} "
+        f"(its split.csv is in the champion folder), or pass --force-promote to replace it anyway"
+    )
+    if challenger["split_fingerprint"] != champion["split_fingerprint"]:
+        return (
+            f"the hold-outs differ (champion scored on split {champion['split_fingerprint']}, this run on "
+            f"{challenger['split_fingerprint']}), so their macro-F1s are not comparable. {advice}"
+        )
+    if list(challenger["class_names"]) != list(champion["class_names"]):
+        return f"the class names differ from the champion's, so its scores are not comparable. {advice}"
+    mine, theirs = challenger.get("data_fingerprint"), champion.get("data_fingerprint")
+    if mine and theirs and mine != theirs:
+        return (
+            f"the data differ (champion data fingerprint {theirs}, this run {mine}), so the same hold-out "
+            f"images may carry other labels. {advice}"
+        )
+    return None
+
+
+def decide_promotion(
+    challenger: Mapping[str, Any], champion: Mapping[str, Any] | None, settings: GateSettings = GateSettings()
+) -> Decision:
+    """Whether the challenger replaces the champion, and why (rules in the module docstring)."""
+    run = challenger.get("run")
+    if champion is None:
+        return Decision(True, "no champion yet", run=run)
+    before = champion.get("run")
+    problem = comparability_problem(challenger, champion)
+    if problem:
+        return Decision(False, f"not compared: {problem}.", run=run, champion_before=before)
+    new, old = challenger["metrics"]["macro_f1"], champion["metrics"]["macro_f1"]
+    gain = new - old
+    if gain <= settings.min_improvement + TOLERANCE:
+        return Decision(
+            False,
+            f"hold-out macro-F1 {new:.4f} ({challenger['model']}) does not beat the champion's {old:.4f} "
+            f"({champion['model']}, run {before}) by more than {settings.min_improvement:.4f} "
+            f"(difference {gain:+.4f}).",
+            run=run, champion_before=before,
+        )
+    name, drop, was, now = worst_class_drop(challenger, champion)
+    if drop > settings.max_class_f1_drop + TOLERANCE:
+        return Decision(
+            False,
+            f"hold-out macro-F1 improves {old:.4f} -> {new:.4f}, but class {name}'s F1 drops by {drop:.4f} "
+            f"({was:.4f} -> {now:.4f}), more than the allowed {settings.max_class_f1_drop:.4f}.",
+            run=run, champion_before=before,
+        )
+    worst = f"worst class change: {name} {-drop:+.4f}" if name else "no per-class scores"
+    return Decision(
+        True,
+        f"hold-out macro-F1 {new:.4f} beats the champion's {old:.4f} (run {before}) by {gain:+.4f} "
+        f"(> {settings.min_improvement:.4f}) and no class F1 drops by more than "
+        f"{settings.max_class_f1_drop:.4f} ({worst}).",
+        run=run, champion_before=before,
+    )
+
+
+def model_files(run_dir: Path, model: str) -> list[Path]:
+    """The saved file(s) of the named model under ``<run>/models/``, if any.
+
+    Baselines save ``<features>_<kind>.joblib``, the fine-tuned network ``<backbone>_finetuned.keras``;
+    the stage-1 head (``<backbone>_head``) has no file of its own, which is recorded, not an error.
+    """
+    folder = Path(run_dir) / "models"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.split(".", 1)[0] == model)
+
+
+def expected_test_filenames(run_dir: Path) -> list[str]:
+    """The test.csv filenames in their order, from the run's table (or samples) file."""
+    run_dir = Path(run_dir)
+    if (run_dir / "table.csv").is_file():
+        table = pd.read_csv(run_dir / "table.csv", dtype=str, keep_default_na=False)
+        return table.loc[table["role"] == "test", "filename"].tolist()
+    if (run_dir / "samples.csv").is_file():
+        samples = pd.read_csv(run_dir / "samples.csv", dtype=str, keep_default_na=False)
+        return samples.loc[samples["split"] == "test", "filename"].tolist()
+    raise ChampionError(f"neither table.csv nor samples.csv in {run_dir}: cannot check the submission")
+
+
+def build_champion(run_dir: Path, staging: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Fill ``staging`` with the run's champion files; the submission is checked as it is published."""
+    from tasks.submission import publish_submission
+
+    run_dir = Path(run_dir)
+    staging.mkdir(parents=True, exist_ok=False)
+    for name in ("metrics.json", "split.csv"):
+        shutil.copy2(run_dir / name, staging / name)
+    submission_path = run_dir / "submission.csv"
+    if not submission_path.is_file():
+        raise ChampionError(f"{submission_path} not found: a champion needs the run's submission")
+    frame = pd.read_csv(submission_path, dtype={"filename": str})
+    publish_submission(
+        frame, staging / "submission.csv", expected_test_filenames(run_dir), record["target"],
+        len(record["class_names"]),
+    )
+    files = model_files(run_dir, record["model"])
+    if files:
+        (staging / "models").mkdir()
+        for path in files:
+            shutil.copy2(path, staging / "models" / path.name)
+    record = {**record, "model_files": [f"models/{p.name}" for p in files],
+              "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    atomic_write_json(staging / "champion.json", record)
+    return record
+
+
+def rename_path(source: Path, target: Path) -> None:
+    """One atomic rename (same file system); a separate function so tests can make it fail."""
+    os.rename(source, target)
+
+
+def swap_champion(staging: Path, target: Path) -> None:
+    """Put ``staging`` at ``target`` atomically; on any failure the old champion is back in place."""
+    old: Path | None = None
+    if target.exists():
+        old = target.parent / f"{OLD_PREFIX}{secrets.token_hex(4)}"
+        rename_path(target, old)
+    try:
+        rename_path(staging, target)
+    except BaseException:
+        if old is not None and not target.exists():
+            rename_path(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_champion(output_dir: Path) -> list[str]:
+    """Repair what a crash mid-promotion left behind; return what was done (empty: nothing to do).
+
+    No ``champion/`` but a ``.champion-old-*``: the crash came between the two renames, so the
+    old champion is restored (the new one was never announced). Leftover old copies beside a
+    champion, and unfinished ``.champion-<random>`` builds, are deleted.
+    """
+    root = Path(output_dir).expanduser().resolve()
+    if not root.is_dir():
+        return []
+    actions: list[str] = []
+    target = root / CHAMPION_DIR
+    olds = sorted((p for p in root.glob(f"{OLD_PREFIX}*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    if not target.exists() and olds:
+        newest = olds.pop()
+        rename_path(newest, target)
+        actions.append(f"restored the previous champion from {newest.name}")
+    for path in olds:
+        shutil.rmtree(path, ignore_errors=True)
+        actions.append(f"deleted stale {path.name}")
+    for path in root.glob(f"{STAGING_PREFIX}*"):
+        if path.is_dir() and not path.name.startswith(OLD_PREFIX):
+            shutil.rmtree(path, ignore_errors=True)
+            actions.append(f"deleted unfinished {path.name}")
+    return actions
+
+
+@contextlib.contextmanager
+def champion_lock(output_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<output-dir>/.champion.lock`` (two scheduled runs finishing together).
+
+    POSIX ``flock``; where it does not exist (Windows) promotions are not serialised.
+    """
+    root = Path(output_dir).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(root / LOCK_FILE, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def append_registry(output_dir: Path, entry: Mapping[str, Any]) -> Path:
+    """Append one decision as a JSON line (flushed and synced: the registry is the audit trail)."""
+    path = registry_path(output_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(dict(entry), default=str, sort_keys=False) + "\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return path
+
+
+def read_registry(output_dir: Path) -> list[dict[str, Any]]:
+    """Every decision so far, oldest first."""
+    path = registry_path(output_dir)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def registry_entry(challenger: Mapping[str, Any], decision: Decision, promoted: bool) -> dict[str, Any]:
+    """The registry line for one decision."""
+    return {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run": challenger["run"],
+        "target": challenger["target"],
+        "model": challenger["model"],
+        "macro_f1": challenger["metrics"]["macro_f1"],
+        "accuracy": challenger["metrics"]["accuracy"],
+        "champion_before": decision.champion_before,
+        "decision": "promoted" if promoted else "kept",
+        "reason": decision.reason,
+        "forced": decision.forced,
+        "split_fingerprint": challenger["split_fingerprint"],
+        "data_fingerprint": challenger["data_fingerprint"],
+    }
+
+
+def record_decision(run_dir: Path, output_dir: Path, challenger: Mapping[str, Any], decision: Decision) -> Decision:
+    """Write the decision into the run folder and the registry, and log it."""
+    atomic_write_json(Path(run_dir) / DECISION_FILE, decision.to_dict())
+    append_registry(output_dir, registry_entry(challenger, decision, decision.promote))
+    logger = get_logger()
+    if decision.promote:
+        logger.info("Run %s promoted to champion (%s): %s", challenger["run"], decision.champion_dir, decision.reason)
+    else:
+        logger.warning("Run %s not promoted; its files stay in %s. Reason: %s",
+                       challenger["run"], challenger["run_dir"], decision.reason)
+    return decision
+
+
+def promote_run(
+    run_dir: Path,
+    output_dir: Path,
+    data_fingerprint: str | None = None,
+    settings: GateSettings = GateSettings(),
+    force: bool = False,
+) -> Decision:
+    """Gate the run's best model against the champion; promote it atomically if it wins.
+
+    ``data_fingerprint``: from the validation step if it ran; otherwise computed from the run's
+    samples. ``force``: promote whatever the gate says (the reason keeps what it would have said).
+    Every decision is appended to ``registry.jsonl`` and written to ``<run>/champion_decision.json``.
+    A submission that fails its checks stops the promotion with `SubmissionError` (the old champion
+    and its submission are untouched) and is recorded as kept.
+    """
+    from tasks.submission import SubmissionError
+
+    run_dir = Path(run_dir).resolve()
+    with champion_lock(output_dir):
+        for action in recover_champion(output_dir):
+            get_logger().warning("Champion recovery: %s", action)
+        challenger = describe_run(run_dir, data_fingerprint)
+        champion = read_champion(output_dir)
+        decision = decide_promotion(challenger, champion, settings)
+        if force and not decision.promote:
+            decision = Decision(True, f"forced (--force-promote); the gate said: {decision.reason}",
+                                run=decision.run, champion_before=decision.champion_before, forced=True)
+        target = champion_path(output_dir)
+        if not decision.promote:
+            kept = replace(decision, champion_dir=str(target) if champion is not None else None)
+            return record_decision(run_dir, output_dir, challenger, kept)
+        staging = target.parent / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
+        try:
+            build_champion(run_dir, staging, {**challenger, "forced": decision.forced})
+            swap_champion(staging, target)
+        except SubmissionError as exc:
+            refused = Decision(False, f"promotion refused: {exc}", run=decision.run,
+                               champion_before=decision.champion_before)
+            record_decision(run_dir, output_dir, challenger, refused)
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return record_decision(run_dir, output_dir, challenger, replace(decision, champion_dir=str(target)))

@@ -1,0 +1,299 @@
+"""Prefect artifacts for every run: a report people can read in the UI, tables, progress.
+
+Keys are fixed (``run-report``, ``per-class-metrics``, ``model-comparison``,
+``training-progress``), so the Prefect UI's Artifacts page shows each one's history across runs.
+Plots are embedded in the markdown as base64 PNG data URIs: `create_image_artifact` only
+renders public URLs, which a laptop run or an air-gapped server does not have.
+
+Outside a flow or task run every function here is a no-op that returns an empty result, so plain
+scripts and unit tests can call the same code as the flow. The markdown and the tables are built
+by plain functions (`build_run_report`, `per_class_table`, `comparison_table`) that need no Prefect.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from tasks.logs import get_logger
+
+REPORT_KEY = "run-report"
+PER_CLASS_KEY = "per-class-metrics"
+COMPARISON_KEY = "model-comparison"
+PROGRESS_KEY = "training-progress"
+#: Embedded PNGs larger than this are palette-quantised (then shrunk) so the report stays loadable.
+MAX_EMBEDDED_PNG_BYTES = 400_000
+PLOT_TITLES = {
+    "model_comparison": "Model comparison",
+    "per_class_f1": "Per-class F1 of every model",
+    "confusion_matrix": "Confusion matrix of the best model (row-normalised)",
+    "class_distribution": "Class distribution before and after resampling",
+    "training_curves": "Training curves (both stages)",
+    "misclassified": "Misclassified hold-out images",
+}
+_KEY_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def in_prefect_run() -> bool:
+    """True inside a flow or task run, where artifacts have a run to belong to."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def check_artifact_key(key: str) -> str:
+    """Prefect keys are lowercase letters, digits and dashes; fail early with the bad key named."""
+    if not _KEY_PATTERN.match(key):
+        raise ValueError(f"artifact key {key!r} must be lowercase letters, digits and single dashes")
+    return key
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """The run's metrics.json (written by the evaluation step)."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the report needs a finished evaluation")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def encode_png(path: Path, max_bytes: int = MAX_EMBEDDED_PNG_BYTES) -> str:
+    """Base64 of the PNG, made smaller when needed (256-colour palette, then halved until it fits).
+
+    The full-quality file stays in the run folder; only the embedded copy is reduced (a gallery
+    of photos is ~1.5 MB as truecolour PNG, which makes the UI sluggish).
+    """
+    data = Path(path).read_bytes()
+    if len(data) > max_bytes:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as image:
+            reduced = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        while True:
+            buffer = io.BytesIO()
+            reduced.save(buffer, format="PNG", optimize=True)
+            data = buffer.getvalue()
+            if len(data) <= max_bytes or min(reduced.size) < 200:
+                break
+            reduced = reduced.resize((reduced.width * 3 // 4, reduced.height * 3 // 4))
+    return base64.b64encode(data).decode("ascii")
+
+
+def per_class_table(metrics: Mapping[str, Any], model: str | None = None) -> list[dict[str, Any]]:
+    """One row per class for one model (default: the best): precision, recall, F1, support."""
+    model = model or metrics["best_model"]
+    return [
+        {
+            "model": model,
+            "index": row["index"],
+            "class": row["name"],
+            "precision": round(float(row["precision"]), 4),
+            "recall": round(float(row["recall"]), 4),
+            "f1": round(float(row["f1"]), 4),
+            "support": int(row["support"]),
+        }
+        for row in metrics["models"][model]["per_class"]
+    ]
+
+
+def comparison_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per model, best macro-F1 first, then the majority-class reference for scale."""
+    rows = [
+        {"rank": i + 1, "model": r["model"], "macro_f1": round(float(r["macro_f1"]), 4),
+         "accuracy": round(float(r["accuracy"]), 4), "weighted_f1": round(float(r["weighted_f1"]), 4)}
+        for i, r in enumerate(metrics["comparison"])
+    ]
+    reference = metrics.get("majority_reference")
+    if reference:
+        rows.append({"rank": None, "model": "(majority-class reference)",
+                     "macro_f1": round(float(reference["macro_f1"]), 4),
+                     "accuracy": round(float(reference["accuracy"]), 4),
+                     "weighted_f1": round(float(reference["weighted_f1"]), 4)})
+    return rows
+
+
+def as_mapping(value: Any) -> dict[str, Any]:
+    """A decision (dataclass, pydantic model or dict) as a plain dict."""
+    if value is None:
+        return {}
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    return dict(value)
+
+
+def markdown_cell(value: Any) -> str:
+    """Table-safe text (a pipe would split the cell)."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def format_headline(metrics: Mapping[str, Any]) -> list[str]:
+    """The key numbers: best model, its hold-out macro-F1 and accuracy, the majority reference."""
+    best = metrics["best_model"]
+    scores = metrics["models"][best]
+    reference = metrics.get("majority_reference") or {}
+    lines = [
+        f"**Best model:** `{best}`: hold-out macro-F1 **{scores['macro_f1']:.3f}**, accuracy "
+        f"{scores['accuracy']:.3f}, weighted-F1 {scores['weighted_f1']:.3f} on {metrics['holdout_size']:,} "
+        f"hold-out images ({len(metrics['class_names'])} {metrics['target']} classes).",
+    ]
+    if reference:
+        lines.append(
+            f"**Majority-class reference** (learning nothing): macro-F1 {reference['macro_f1']:.3f}, "
+            f"accuracy {reference['accuracy']:.3f}."
+        )
+    weakest = [r for r in sorted(scores["per_class"], key=lambda r: r["f1"]) if r["f1"] < 1.0][:3]
+    if weakest:
+        lines.append("**Weakest classes (F1):** " + ", ".join(f"{r['name']} {r['f1']:.3f}" for r in weakest) + ".")
+    else:
+        lines.append("**Every class** has hold-out F1 1.000.")
+    return lines
+
+
+def format_decision(decision: Mapping[str, Any]) -> list[str]:
+    """The champion/challenger outcome in one line, with its reason."""
+    if not decision:
+        return []
+    verdict = "promoted to champion" if decision.get("promote") else "not promoted (the champion stays)"
+    return [f"**Champion gate:** {verdict}: {decision.get('reason', '')}"]
+
+
+def format_locations(run_dir: Path, extra: Mapping[str, Any]) -> list[str]:
+    """Where the run's files, the champion and the Data Docs are."""
+    run_dir = Path(run_dir).resolve()
+    lines = ["## Where things are", "", f"- Run folder: `{run_dir}`", f"- Metrics: `{run_dir / 'metrics.json'}`"]
+    submission = extra.get("submission") or run_dir / "submission.csv"
+    if Path(submission).is_file():
+        lines.append(f"- Submission: `{submission}`")
+    lines.append(f"- Plots: `{run_dir / 'plots'}`")
+    decision = as_mapping(extra.get("decision"))
+    champion_dir = extra.get("champion_dir") or decision.get("champion_dir")
+    if champion_dir:
+        lines.append(f"- Champion: `{champion_dir}`")
+    data_docs = extra.get("data_docs")
+    if data_docs:
+        text = str(data_docs)
+        lines.append(f"- Data Docs (validation report): [{text}]({text})" if text.startswith(("http://", "https://"))
+                     else f"- Data Docs (validation report): `{text}`")
+    else:
+        lines.append("- Data Docs: not built in this run (validation did not run)")
+    return lines
+
+
+def build_run_report(run_dir: Path, plots: Mapping[str, Path], extra: Mapping[str, Any] | None = None) -> str:
+    """The run report as markdown: key numbers, comparison, decision, locations, embedded plots.
+
+    ``extra`` may carry ``decision`` (the champion gate's Decision or a dict with promote/reason),
+    ``data_docs`` (path or URL of the Great Expectations Data Docs), ``champion_dir``,
+    ``submission`` (a published submission's path); any other key is listed under "Also".
+    """
+    extra = dict(extra or {})
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)
+    lines = [f"# Run `{run_dir.name}`: {metrics['target']} classifier", ""]
+    lines += [line + "  " for line in format_headline(metrics)]
+    lines += format_decision(as_mapping(extra.get("decision")))
+    lines += ["", "## Models on the same hold-out", "", "| rank | model | macro-F1 | accuracy | weighted-F1 |",
+              "|---:|---|---:|---:|---:|"]
+    for row in comparison_table(metrics):
+        rank = row["rank"] if row["rank"] is not None else ""
+        lines.append(f"| {rank} | {markdown_cell(row['model'])} | {row['macro_f1']:.3f} | {row['accuracy']:.3f} | "
+                     f"{row['weighted_f1']:.3f} |")
+    lines += [""] + format_locations(run_dir, extra)
+    known = {"decision", "data_docs", "champion_dir", "submission"}
+    others = {k: v for k, v in extra.items() if k not in known and v is not None}
+    if others:
+        lines += ["", "## Also", ""] + [f"- {markdown_cell(k)}: `{markdown_cell(v)}`" for k, v in others.items()]
+    lines += ["", "## Plots"]
+    ordered = [name for name in PLOT_TITLES if name in plots] + [n for n in plots if n not in PLOT_TITLES]
+    for name in ordered:
+        path = Path(plots[name])
+        if not path.is_file():
+            continue
+        title = PLOT_TITLES.get(name, name.replace("_", " ").capitalize())
+        lines += ["", f"### {title}", "", f"![{title}](data:image/png;base64,{encode_png(path)})",
+                  f"*File: `{path}`*"]
+    return "\n".join(lines) + "\n"
+
+
+def publish_run_artifacts(run_dir: Path, plots: Mapping[str, Path], extra: dict | None = None) -> dict[str, str]:
+    """Create the run's markdown report and its two table artifacts; return key -> artifact id.
+
+    A no-op returning ``{}`` outside a flow or task run (plain scripts and unit tests).
+    """
+    if not in_prefect_run():
+        return {}
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)
+    best = metrics["best_model"]
+    # _sync=True: plain calls even if the caller happens to run inside an event loop.
+    ids = {
+        REPORT_KEY: create_markdown_artifact(
+            markdown=build_run_report(run_dir, plots, extra), key=check_artifact_key(REPORT_KEY),
+            description=f"Run {run_dir.name}: best {best}, hold-out macro-F1 {metrics['models'][best]['macro_f1']:.3f}",
+            _sync=True,
+        ),
+        PER_CLASS_KEY: create_table_artifact(
+            table=per_class_table(metrics), key=check_artifact_key(PER_CLASS_KEY),
+            description=f"Per-class hold-out metrics of {best} (run {run_dir.name})", _sync=True,
+        ),
+        COMPARISON_KEY: create_table_artifact(
+            table=comparison_table(metrics), key=check_artifact_key(COMPARISON_KEY),
+            description=f"Every model on the same {metrics['holdout_size']}-image hold-out (run {run_dir.name})",
+            _sync=True,
+        ),
+    }
+    get_logger().info("Published artifacts %s for run %s", ", ".join(ids), run_dir.name)
+    return {key: str(value) for key, value in ids.items()}
+
+
+class ProgressReporter:
+    """A progress artifact (0-100 %) for a long stage, e.g. training epochs or feature extraction.
+
+    Created on the first `update`, then updated in place, so the UI shows one bar per run under a
+    stable key. Updates smaller than ``min_step`` percentage points are skipped (an API call per
+    batch would slow the stage down). Best effort: progress must never fail the work it reports
+    on, so an API error is logged once and further updates are dropped. A no-op outside a run.
+    """
+
+    def __init__(self, key: str = PROGRESS_KEY, description: str | None = None, min_step: float = 1.0) -> None:
+        self.key = check_artifact_key(key)
+        self.description = description
+        self.min_step = min_step
+        self.artifact_id: Any = None
+        self.last: float | None = None
+        self.disabled = False
+
+    def update(self, done: float, total: float, description: str | None = None) -> float | None:
+        """Report ``done`` of ``total``; returns the percentage sent, or None when nothing was sent."""
+        if self.disabled or not in_prefect_run():
+            return None
+        percent = 100.0 if total <= 0 else max(0.0, min(100.0, 100.0 * float(done) / float(total)))
+        if self.last is not None and abs(percent - self.last) < self.min_step and percent < 100.0:
+            return None
+        try:
+            from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+            if self.artifact_id is None:
+                self.artifact_id = create_progress_artifact(
+                    progress=percent, key=self.key, description=description or self.description, _sync=True
+                )
+            else:
+                update_progress_artifact(self.artifact_id, percent, description=description, _sync=True)
+        except Exception as exc:  # progress is decoration; never fail the stage for it
+            get_logger().warning("Progress artifact %s disabled: %s: %s", self.key, type(exc).__name__, exc)
+            self.disabled = True
+            return None
+        self.last = percent
+        return percent
+
+    def finish(self, description: str | None = None) -> float | None:
+        """Mark the stage complete (100 %)."""
+        return self.update(1, 1, description)

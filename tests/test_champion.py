@@ -1,0 +1,215 @@
+"""The champion/challenger gate: better on the same hold-out or nothing, atomic, on the record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks import champion as champion_module
+from tasks.champion import (
+    DECISION_FILE,
+    Decision,
+    GateSettings,
+    decide_promotion,
+    model_files,
+    promote_run,
+    read_champion,
+    read_registry,
+    recover_champion,
+)
+from tasks.submission import SubmissionError
+from tests.test_plots import BEST, COARSE, HOLDOUT_PER_CLASS, write_fake_run
+
+
+@pytest.fixture()
+def workspace(tmp_path: Path) -> dict[str, Path]:
+    return {"data": tmp_path / "data", "output": tmp_path / "outputs"}
+
+
+def make_run(workspace: dict[str, Path], name: str, **options: Any) -> Path:
+    """A run folder under the output directory, images shared with the other runs."""
+    return write_fake_run(workspace["output"] / "runs" / name, workspace["data"], images=False, **options)
+
+
+def truth() -> list[int]:
+    return [label for label in range(len(COARSE)) for _ in range(HOLDOUT_PER_CLASS)]
+
+
+def champion_contents(output: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (output / "champion").rglob("*") if p.is_file()}
+
+
+def leftovers(output: Path) -> list[str]:
+    return sorted(p.name for p in output.iterdir() if p.name.startswith(".champion-"))
+
+
+def test_first_run_is_promoted_with_its_files(workspace: dict[str, Path]) -> None:
+    run = make_run(workspace, "run-1")
+    decision = promote_run(run, workspace["output"], data_fingerprint="data-v1")
+    assert decision.promote and decision.reason == "no champion yet"
+    folder = workspace["output"] / "champion"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "champion.json", "metrics.json", "models", "split.csv", "submission.csv"]
+    record = read_champion(workspace["output"])
+    assert record["run"] == "run-1" and record["model"] == BEST and record["data_fingerprint"] == "data-v1"
+    assert record["model_files"] == [f"models/{BEST}.keras"]
+    assert set(record["metrics"]["per_class_f1"]) == set(COARSE)
+    assert (folder / "submission.csv").read_text() == (run / "submission.csv").read_text()
+    [line] = read_registry(workspace["output"])
+    assert line["decision"] == "promoted" and line["champion_before"] is None and line["run"] == "run-1"
+    assert {"time", "run", "target", "model", "macro_f1", "accuracy", "reason"} <= set(line)
+    assert json.loads((run / DECISION_FILE).read_text())["promote"] is True
+    assert leftovers(workspace["output"]) == []
+
+
+def test_worse_run_is_kept_and_the_registry_says_why(workspace: dict[str, Path]) -> None:
+    promote_run(make_run(workspace, "run-1", best_errors=2), workspace["output"])
+    before = (workspace["output"] / "champion" / "submission.csv").read_bytes()
+    worse = make_run(workspace, "run-2", best_errors=8)
+    decision = promote_run(worse, workspace["output"])
+    assert not decision.promote and decision.champion_before == "run-1"
+    assert "macro-F1" in decision.reason and "does not beat the champion's" in decision.reason
+    assert read_champion(workspace["output"])["run"] == "run-1"
+    assert (workspace["output"] / "champion" / "submission.csv").read_bytes() == before
+    last = read_registry(workspace["output"])[-1]
+    assert last["run"] == "run-2" and last["decision"] == "kept" and last["reason"] == decision.reason
+    assert (worse / "metrics.json").is_file() and json.loads((worse / DECISION_FILE).read_text())["promote"] is False
+
+
+def test_better_run_replaces_the_champion(workspace: dict[str, Path]) -> None:
+    promote_run(make_run(workspace, "run-1", best_errors=4), workspace["output"])
+    decision = promote_run(make_run(workspace, "run-2", best_errors=1), workspace["output"])
+    assert decision.promote and "beats the champion's" in decision.reason
+    assert read_champion(workspace["output"])["run"] == "run-2"
+    assert [line["decision"] for line in read_registry(workspace["output"])] == ["promoted", "promoted"]
+    assert leftovers(workspace["output"]) == []
+
+
+def test_a_class_that_gets_much_worse_blocks_promotion(workspace: dict[str, Path]) -> None:
+    # Champion: four mistakes spread over four classes (macro-F1 ~0.87).
+    promote_run(make_run(workspace, "run-1", best_errors=4), workspace["output"])
+    # Challenger: only two mistakes (macro-F1 ~0.93), both on Pinopsida, whose F1 falls 1.0 -> 0.67.
+    pred = truth()
+    pred[-1] = pred[-2] = 6
+    decision = promote_run(make_run(workspace, "run-2", best_predictions=pred), workspace["output"])
+    assert not decision.promote
+    assert "Pinopsida" in decision.reason and "more than the allowed 0.0500" in decision.reason
+    assert read_champion(workspace["output"])["run"] == "run-1"
+    # A looser bound lets the same run through.
+    looser = promote_run(make_run(workspace, "run-3", best_predictions=pred), workspace["output"],
+                         settings=GateSettings(max_class_f1_drop=0.5))
+    assert looser.promote
+
+
+def test_a_different_hold_out_is_not_compared(workspace: dict[str, Path]) -> None:
+    promote_run(make_run(workspace, "run-1", best_errors=4), workspace["output"])
+    decision = promote_run(make_run(workspace, "run-2", best_errors=0, split_seed=1), workspace["output"])
+    assert not decision.promote and "hold-outs differ" in decision.reason and "--force-promote" in decision.reason
+    forced = promote_run(make_run(workspace, "run-3", best_errors=0, split_seed=1), workspace["output"], force=True)
+    assert forced.promote and forced.forced and "hold-outs differ" in forced.reason
+    assert read_champion(workspace["output"])["run"] == "run-3"
+    assert read_registry(workspace["output"])[-1]["forced"] is True
+
+
+def test_crash_between_the_renames_keeps_the_old_champion(workspace: dict[str, Path], monkeypatch) -> None:
+    promote_run(make_run(workspace, "run-1", best_errors=4), workspace["output"])
+    champion_files = champion_contents(workspace["output"])
+    better = make_run(workspace, "run-2", best_errors=0)
+    real_rename = champion_module.rename_path
+    calls: list[tuple[Path, Path]] = []
+
+    def crash_on_second_rename(source: Path, target: Path) -> None:
+        calls.append((source, target))
+        if len(calls) == 2:  # champion -> .champion-old-* done; the new one never arrives
+            raise OSError("simulated crash")
+        real_rename(source, target)
+
+    monkeypatch.setattr(champion_module, "rename_path", crash_on_second_rename)
+    with pytest.raises(OSError, match="simulated crash"):
+        promote_run(better, workspace["output"])
+    assert champion_contents(workspace["output"]) == champion_files
+    assert leftovers(workspace["output"]) == []
+    assert [line["run"] for line in read_registry(workspace["output"])] == ["run-1"]  # nothing announced
+
+    monkeypatch.setattr(champion_module, "rename_path", real_rename)
+    assert promote_run(better, workspace["output"]).promote
+    assert read_champion(workspace["output"])["run"] == "run-2"
+
+
+def test_hard_crash_leftovers_are_recovered_on_the_next_call(workspace: dict[str, Path]) -> None:
+    promote_run(make_run(workspace, "run-1", best_errors=4), workspace["output"])
+    output = workspace["output"]
+    # What a kill -9 between the two renames leaves: the old champion set aside, a finished build.
+    (output / "champion").rename(output / ".champion-old-1234abcd")
+    (output / ".champion-5678ef00").mkdir()
+    (output / ".champion-5678ef00" / "champion.json").write_text("{}")
+    assert recover_champion(output)[0].startswith("restored the previous champion")
+    assert read_champion(output)["run"] == "run-1" and leftovers(output) == []
+    # And through promote_run itself, which recovers before deciding.
+    (output / "champion").rename(output / ".champion-old-1234abcd")
+    decision = promote_run(make_run(workspace, "run-2", best_errors=6), output)
+    assert not decision.promote and decision.champion_before == "run-1"
+    assert read_champion(output)["run"] == "run-1" and leftovers(output) == []
+
+
+def test_failure_while_building_leaves_no_trace(workspace: dict[str, Path], monkeypatch) -> None:
+    promote_run(make_run(workspace, "run-1", best_errors=4), workspace["output"])
+    better = make_run(workspace, "run-2", best_errors=0)
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(champion_module.shutil, "copy2", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        promote_run(better, workspace["output"])
+    assert read_champion(workspace["output"])["run"] == "run-1" and leftovers(workspace["output"]) == []
+
+
+def test_a_broken_submission_is_refused_and_the_published_one_kept(workspace: dict[str, Path]) -> None:
+    promote_run(make_run(workspace, "run-1", best_errors=4), workspace["output"])
+    published = (workspace["output"] / "champion" / "submission.csv").read_bytes()
+    better = make_run(workspace, "run-2", best_errors=0)
+    lines = (better / "submission.csv").read_text().splitlines()
+    (better / "submission.csv").write_text("\n".join(lines + [lines[1]]) + "\n")  # one row twice
+    with pytest.raises(SubmissionError, match="duplicated"):
+        promote_run(better, workspace["output"])
+    assert (workspace["output"] / "champion" / "submission.csv").read_bytes() == published
+    last = read_registry(workspace["output"])[-1]
+    assert last["decision"] == "kept" and "submission refused" in last["reason"]
+    assert leftovers(workspace["output"]) == []
+
+
+def record(macro: float, per_class: dict[str, float], **changes: Any) -> dict[str, Any]:
+    base = {"run": "r", "model": "m", "target": "coarse", "class_names": list(per_class),
+            "split_fingerprint": "s1", "data_fingerprint": "d1",
+            "metrics": {"macro_f1": macro, "accuracy": macro, "per_class_f1": per_class}}
+    return {**base, **changes}
+
+
+def test_gate_rules_on_plain_records() -> None:
+    champion = record(0.80, {"a": 0.8, "b": 0.8}, run="champ")
+    assert decide_promotion(record(0.9, {"a": 0.9, "b": 0.9}), None) == Decision(True, "no champion yet", run="r")
+    assert not decide_promotion(record(0.80, {"a": 0.8, "b": 0.8}), champion).promote  # a tie keeps the champion
+    assert decide_promotion(record(0.82, {"a": 0.84, "b": 0.8}), champion).promote
+    margin = GateSettings(min_improvement=0.05)
+    assert not decide_promotion(record(0.82, {"a": 0.84, "b": 0.8}), champion, margin).promote
+    other_target = decide_promotion(record(0.95, {"a": 0.95, "b": 0.95}, target="fine"), champion)
+    assert not other_target.promote and "coarse" in other_target.reason and "fine" in other_target.reason
+    other_data = decide_promotion(record(0.95, {"a": 0.95, "b": 0.95}, data_fingerprint="d2"), champion)
+    assert not other_data.promote and "data differ" in other_data.reason
+    with pytest.raises(ValueError):
+        GateSettings(max_class_f1_drop=-0.1)
+
+
+def test_model_files_follow_the_naming_of_each_model_kind(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("pixels_svm.joblib", "efficientnet_lite0_finetuned.keras", "efficientnet_lite0_logreg.joblib"):
+        (models / name).write_bytes(b"x")
+    assert [p.name for p in model_files(tmp_path, "pixels_svm")] == ["pixels_svm.joblib"]
+    finetuned = model_files(tmp_path, "efficientnet_lite0_finetuned")
+    assert [p.name for p in finetuned] == ["efficientnet_lite0_finetuned.keras"]
+    assert model_files(tmp_path, "efficientnet_lite0_head") == []  # the stage-1 head has no file of its own

@@ -1,0 +1,125 @@
+"""Prefect artifacts: a report with embedded plots and two tables under stable keys; no-ops outside runs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tasks.plots import make_run_plots
+from tasks.report import (
+    COMPARISON_KEY,
+    PER_CLASS_KEY,
+    PROGRESS_KEY,
+    REPORT_KEY,
+    ProgressReporter,
+    build_run_report,
+    check_artifact_key,
+    encode_png,
+    publish_run_artifacts,
+)
+from tests.test_plots import COARSE, write_fake_run
+
+
+@pytest.fixture(scope="module")
+def run_with_plots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    root = tmp_path_factory.mktemp("report")
+    run = write_fake_run(root / "runs" / "20260101-000000-abcdef", root / "data")
+    return run, make_run_plots(run)
+
+
+def read_artifacts(ids: list[str]) -> dict[str, Any]:
+    """The stored artifacts with these ids, by key, read back through the Prefect client."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(id=ArtifactFilterId(any_=[UUID(i) for i in ids])))
+    return {artifact.key: artifact for artifact in found}
+
+
+def test_run_artifacts_are_published_and_readable(prefect_server: None, run_with_plots) -> None:
+    from prefect import flow
+
+    run, plots = run_with_plots
+
+    @flow(name="report-test")
+    def publish() -> dict[str, str]:
+        progress = ProgressReporter(description="test epochs")
+        sent = [progress.update(epoch, 5) for epoch in range(1, 6)]
+        assert sent[-1] == 100.0
+        ids = publish_run_artifacts(
+            run, plots, {"decision": {"promote": False, "reason": "macro-F1 0.80 does not beat 0.85"},
+                         "data_docs": "/somewhere/data_docs/index.html"},
+        )
+        return {**ids, PROGRESS_KEY: str(progress.artifact_id)}
+
+    ids = publish()
+    assert set(ids) == {REPORT_KEY, PER_CLASS_KEY, COMPARISON_KEY, PROGRESS_KEY}
+    artifacts = read_artifacts(list(ids.values()))
+
+    report = artifacts[REPORT_KEY]
+    assert report.type == "markdown"
+    assert report.data.count("data:image/png;base64,") == len(plots) == 6
+    assert "macro-F1 0.80 does not beat 0.85" in report.data and "/somewhere/data_docs/index.html" in report.data
+    assert str(run.resolve()) in report.data and "submission.csv" in report.data
+
+    per_class = json.loads(artifacts[PER_CLASS_KEY].data)
+    assert [row["class"] for row in per_class] == COARSE
+    assert {"precision", "recall", "f1", "support"} <= set(per_class[0])
+    assert sum(row["support"] for row in per_class) == json.loads((run / "metrics.json").read_text())["holdout_size"]
+
+    comparison = json.loads(artifacts[COMPARISON_KEY].data)
+    assert [row["model"] for row in comparison][:2] == ["efficientnet_lite0_finetuned", "pixels_random_forest"]
+    assert comparison[-1]["model"] == "(majority-class reference)"
+
+    assert artifacts[PROGRESS_KEY].type == "progress" and float(artifacts[PROGRESS_KEY].data) == 100.0
+
+
+def test_outside_a_run_everything_is_a_quiet_no_op(run_with_plots) -> None:
+    run, plots = run_with_plots
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Prefect warns when artifacts are created outside a run
+        assert publish_run_artifacts(run, plots) == {}
+        reporter = ProgressReporter()
+        assert reporter.update(1, 2) is None and reporter.finish() is None
+        assert reporter.artifact_id is None
+
+
+def test_report_embeds_every_plot_as_a_decodable_png(run_with_plots) -> None:
+    run, plots = run_with_plots
+    markdown = build_run_report(run, plots, {"decision": {"promote": True, "reason": "no champion yet"}})
+    assert "**Best model:** `efficientnet_lite0_finetuned`" in markdown
+    assert "promoted to champion: no champion yet" in markdown
+    assert "| 1 | efficientnet_lite0_finetuned |" in markdown
+    assert "Data Docs: not built" in markdown
+    images = [part.split(")", 1)[0] for part in markdown.split("data:image/png;base64,")[1:]]
+    assert len(images) == len(plots)
+    for encoded in images:
+        with Image.open(io.BytesIO(base64.b64decode(encoded))) as image:
+            assert image.format == "PNG" and image.width > 200
+
+
+def test_large_plots_are_shrunk_for_embedding_only(tmp_path: Path) -> None:
+    noisy = np.random.default_rng(0).integers(0, 255, (900, 900, 3), dtype=np.uint8)
+    path = tmp_path / "noisy.png"
+    Image.fromarray(noisy).save(path)
+    before = path.read_bytes()
+    assert len(before) > 1_000_000
+    encoded = encode_png(path, max_bytes=300_000)
+    assert len(base64.b64decode(encoded)) <= 300_000
+    assert path.read_bytes() == before  # the run folder keeps the full-quality file
+
+
+@pytest.mark.parametrize("key", ["Run-Report", "run_report", "run report", "-run", ""])
+def test_bad_artifact_keys_are_refused(key: str) -> None:
+    with pytest.raises(ValueError, match="lowercase"):
+        check_artifact_key(key)
