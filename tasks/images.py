@@ -46,8 +46,8 @@ def decode_rgb(raw: tf.Tensor, size: int) -> tf.Tensor:
         return tf.io.decode_image(raw, channels=3, expand_animations=False, dtype=tf.uint8)
 
     image = tf.cond(tf.io.is_jpeg(raw), decode_jpeg, decode_other)
-    # For JPEGs the DCT downscale leaves a factor below 2 here, where antialiasing buys little.
-    image = tf.image.resize(image, [size, size], method="bilinear", antialias=False)
+    # Antialiased like PIL's resize, so a model sees the same pixels at training and at serving time.
+    image = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
     return tf.ensure_shape(image, [size, size, 3])
 
 

@@ -118,10 +118,12 @@ def fit_head(
     """Stage 1: train the head on cached features; returns per-epoch history rows."""
     compile_for_training(head, settings.stage1_optimizer, settings.stage1_lr)
     stopper = MacroF1EarlyStopping(lambda: head.predict(x_val, verbose=0, batch_size=256), y_val, settings.stage1_patience)
+    progress = ProgressCallback(progress_reporter(1), 1, settings.stage1_epochs)
     history = head.fit(
         x_fit, y_fit, batch_size=settings.batch_size, epochs=settings.stage1_epochs, shuffle=True,
-        class_weight=class_weight, callbacks=[stopper], verbose=0,
+        class_weight=class_weight, callbacks=[stopper, progress], verbose=0,
     )
+    progress.reporter.finish(f"stage 1 done after {len(history.epoch)} epochs")
     return history_rows(history, stage=1)
 
 
@@ -130,6 +132,26 @@ def build_finetune_model(backbone: keras.Model, head: keras.Model, image_size: i
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
     features = backbone(inputs, training=False)  # keeps BN statistics frozen while fine-tuning
     return keras.Model(inputs, head(features), name="classifier")
+
+
+class ProgressCallback(keras.callbacks.Callback):
+    """Feeds a Prefect progress artifact (a no-op outside a run) once per epoch."""
+
+    def __init__(self, reporter: Any, stage: int, total_epochs: int) -> None:
+        super().__init__()
+        self.reporter, self.stage, self.total = reporter, stage, total_epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        score = (logs or {}).get("val_macro_f1")
+        note = f"stage {self.stage}: epoch {epoch + 1}/{self.total}" + (f", val macro-F1 {score:.3f}" if score is not None else "")
+        self.reporter.update(epoch + 1, self.total, description=note)
+
+
+def progress_reporter(stage: int) -> Any:
+    """The run's `training-progress` artifact for one stage."""
+    from tasks.report import ProgressReporter
+
+    return ProgressReporter(key="training-progress", description=f"transfer model, stage {stage}")
 
 
 # --- stage 2 checkpoints ------------------------------------------------------------------
@@ -263,7 +285,9 @@ def fine_tune(model: keras.Model, backbone: keras.Model, table: Any, plan_rows: 
         train_ds = image_dataset_for(table, plan_rows.fit, target, size, settings, augment=True, seed=settings.seed + initial_epoch)
         model.fit(
             train_ds, shuffle=False, epochs=settings.stage2_epochs, initial_epoch=initial_epoch,
-            class_weight=plan_rows.class_weight, callbacks=[stopper, EpochCheckpoint(folder, stopper, rows)], verbose=0,
+            class_weight=plan_rows.class_weight, verbose=0,
+            callbacks=[stopper, EpochCheckpoint(folder, stopper, rows),
+                       ProgressCallback(progress_reporter(2), 2, settings.stage2_epochs)],
         )
     elif stopper.best_weights is not None:
         model.set_weights(stopper.best_weights)
