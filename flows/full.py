@@ -19,6 +19,9 @@ from prefect.futures import PrefectFuture
 
 from flows.caching import FingerprintPolicy, adopt_outputs, result_storage_block, step_dir
 from flows.cli import fail, parse_model, quiet_environment
+from flows.notify import notify_on_failure
+from flows.retries import IO_RETRIES, TRAINING_RETRIES, is_first_attempt
+from flows.runners import make_task_runner
 from flows.params import PipelineParams
 from tasks.baselines import BaselineSettings, train_baseline
 from tasks.champion import GateSettings, promote_run
@@ -43,7 +46,7 @@ TRANSFER_MODULES = ("tasks.transfer", "tasks.transfer_settings", "tasks.resampli
 
 # Thin task wrappers: names for the UI, retries where I/O can fail transiently, and cross-run
 # caching (flows.caching) for the expensive steps.
-io_retries: dict[str, Any] = {"retries": 2, "retry_delay_seconds": [1, 5]}
+io_retries: dict[str, Any] = IO_RETRIES
 prepare_sample_task = task(ensure_sample, name="prepare-sample", **io_retries)
 split_task = task(split_dataset, name="split-holdout")
 pixel_features_task = task(
@@ -55,7 +58,7 @@ embeddings_task = task(
     cache_policy=FingerprintPolicy(modules=EMBEDDING_MODULES), persist_result=True,
 )
 baseline_task = task(
-    train_baseline, name="train-baseline", task_run_name="train-{feature_name}-{kind}",
+    train_baseline, name="train-baseline", task_run_name="train-{feature_name}-{kind}", **TRAINING_RETRIES,
     cache_policy=FingerprintPolicy(modules=BASELINE_MODULES), persist_result=True,
 )
 adopt_task = task(adopt_outputs, name="collect-outputs")
@@ -68,15 +71,18 @@ download_task = task(download_competition, name="kaggle-download", **io_retries)
 kaggle_submit_task = task(submit_champion, name="kaggle-submit", **io_retries)
 
 
-@task(name="train-transfer", cache_policy=FingerprintPolicy(modules=TRANSFER_MODULES), persist_result=True)
+@task(name="train-transfer", **TRAINING_RETRIES, cache_policy=FingerprintPolicy(modules=TRANSFER_MODULES), persist_result=True)
 def transfer_task(
     table: Path, embeddings: Path, settings: TransferSettings, target: str, n_classes: int, out_dir: Path,
     cache_dir: Path, refresh: bool = False,
 ) -> dict[str, str]:
-    """Both transfer stages (imports Keras only when a run needs it, so the CLI starts fast)."""
+    """Both transfer stages (imports Keras only when a run needs it, so the CLI starts fast).
+
+    A retry after a transient error resumes from the stage-2 checkpoint, even under --refresh.
+    """
     from tasks.transfer import train_transfer
 
-    return train_transfer(table, embeddings, settings, target, n_classes, out_dir, cache_dir, refresh)
+    return train_transfer(table, embeddings, settings, target, n_classes, out_dir, cache_dir, refresh and is_first_attempt())
 
 
 def resolve_data_dir(params: PipelineParams) -> Path:
@@ -120,9 +126,20 @@ def baseline_settings(params: PipelineParams) -> BaselineSettings:
     )
 
 
-@flow(name="living-things-full", log_prints=True)
+@flow(name="living-things-full", log_prints=True, on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
 def full_pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
-    """Validate, train and evaluate every model on one hold-out, publish metrics and a submission."""
+    """Validate, train and evaluate every model on one hold-out, publish metrics and a submission.
+
+    The stages run as a subflow so that the task runner chosen in the parameters (threads or a
+    Dask cluster) applies to UI-triggered and scheduled runs too, not only to the CLI.
+    """
+    runner = make_task_runner(params.task_runner, params.dask_address)
+    return run_stages.with_options(task_runner=runner)(params)
+
+
+@flow(name="living-things-stages", log_prints=True)
+def run_stages(params: PipelineParams) -> dict[str, Any]:
+    """Every stage of the pipeline, on the task runner its parent flow picked."""
     from flows.validate import validate_dataset
 
     data_dir = resolve_data_dir(params)
@@ -224,11 +241,12 @@ def main(argv: list[str] | None = None) -> int:
             require_credentials(secret_block=params.kaggle_secret_block)
         except KaggleCredentialsMissing as exc:
             fail(str(exc))
-    if params.data_dir is not None and not params.download:
-        try:
+    try:
+        make_task_runner(params.task_runner, params.dask_address)  # bad combinations fail before any work
+        if params.data_dir is not None and not params.download:
             check_data_dir(params.data_dir)  # fail in seconds, before a Prefect server starts
-        except ValueError as exc:
-            fail(str(exc))
+    except (ValueError, RuntimeError) as exc:
+        fail(str(exc))
     try:
         summary = full_pipeline(params)
     except Exception as exc:  # one readable line; Prefect has already logged the traceback

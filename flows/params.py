@@ -87,5 +87,16 @@ class PipelineParams(BaseModel):
         None, description='Prefect Secret block holding {"username", "key"}, used if no env vars or kaggle.json.'
     )
     refresh: bool = Field(False, description="Recompute every cached step (features, models) instead of reusing it.")
+    task_runner: Literal["thread", "dask"] = Field(
+        "thread", description="thread: tasks run in threads of the flow's process; dask: on a Dask cluster "
+        "(a local one, one worker process per core, unless dask_address is set)."
+    )
+    dask_address: Optional[str] = Field(
+        None, description="Scheduler address of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (with task_runner dask)."
+    )
+    notify_url: Optional[str] = Field(
+        None, description='Webhook (http/https, JSON {"text": ...}) or Apprise URL told when a run fails; '
+        "empty: $LIVING_THINGS_NOTIFY_URL, or nobody. Prefer the variable for secret URLs (parameters show in the UI)."
+    )
     sample_per_family: int = Field(36, ge=3, description="Embedded sample: labelled images per family.")
     sample_test_per_family: int = Field(8, ge=1, description="Embedded sample: test images per family.")

@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.cli import add_model_arguments, quiet_environment
+from flows.notify import notify_on_failure
 from tasks.dataset import DatasetError, check_data_dir
 from tasks.image_scan import scan_images_task
 from tasks.runs import new_run_dir
@@ -88,7 +89,7 @@ def validate_dataset(
     return report
 
 
-@flow(name="validate", log_prints=True)
+@flow(name="validate", log_prints=True, on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
 def validate(params: ValidateParams = ValidateParams()) -> ValidationReport:
     """Standalone validation: a new run folder, the embedded sample unless a data dir is given."""
     output_dir = Path(params.output_dir).expanduser().resolve()

@@ -1,0 +1,124 @@
+"""The deployments: what `python -m deployments.serve` registers, and prefect.yaml agreeing with it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deployments.serve import DEFAULT_CRON, DEFAULT_VALIDATE_CRON, ServeSettings, build_deployments, parse_settings
+from flows.full import full_pipeline
+from flows.params import PipelineParams
+from flows.validate import ValidateParams, validate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def by_name(deployments: list[Any]) -> dict[str, Any]:
+    return {f"{d.flow_name}/{d.name}": d for d in deployments}
+
+
+def crons(deployment: Any) -> list[tuple[str, str]]:
+    return [(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules]
+
+
+def test_three_deployments_with_their_schedules(tmp_path: Path) -> None:
+    deployments = by_name(build_deployments(ServeSettings(output_dir=tmp_path / "out")))
+    manual = f"{full_pipeline.name}/manual"
+    weekly = f"{full_pipeline.name}/weekly-retrain"
+    daily = f"{validate.name}/daily-validate"
+    assert set(deployments) == {manual, weekly, daily}
+    assert crons(deployments[manual]) == []
+    assert crons(deployments[weekly]) == [(DEFAULT_CRON, "UTC")]
+    assert crons(deployments[daily]) == [(DEFAULT_VALIDATE_CRON, "UTC")]
+    for deployment in deployments.values():
+        assert deployment.parameters == {"params": {"output_dir": str((tmp_path / "out").resolve())}}
+        assert "living-things" in deployment.tags and deployment.description
+        assert deployment.entrypoint in ("flows.full.full_pipeline", "flows.validate.validate")
+    # One training run at a time; validation is not limited.
+    assert deployments[manual].concurrency_limit == deployments[weekly].concurrency_limit == 1
+    assert deployments[daily].concurrency_limit is None
+
+
+def test_settings_reach_the_deployments(tmp_path: Path) -> None:
+    settings = ServeSettings(cron="30 2 * * 0", validate_cron="15 5 * * *", timezone="Europe/Paris",
+                             data_dir=tmp_path / "data", output_dir=tmp_path / "out", weekly_refresh=True)
+    deployments = by_name(build_deployments(settings))
+    weekly = deployments[f"{full_pipeline.name}/weekly-retrain"]
+    assert crons(weekly) == [("30 2 * * 0", "Europe/Paris")]
+    assert crons(deployments[f"{validate.name}/daily-validate"]) == [("15 5 * * *", "Europe/Paris")]
+    assert weekly.parameters["params"]["data_dir"] == str((tmp_path / "data").resolve())
+    if "refresh" in PipelineParams.model_fields:
+        assert weekly.parameters["params"]["refresh"] is True
+    # Every default is a valid parameter set for its flow.
+    PipelineParams(**weekly.parameters["params"])
+    ValidateParams(**deployments[f"{validate.name}/daily-validate"].parameters["params"])
+
+
+def test_manual_deployment_form_exposes_every_parameter() -> None:
+    manual = by_name(build_deployments())[f"{full_pipeline.name}/manual"]
+    schema = manual._parameter_openapi_schema.model_dump()
+    assert list(schema["properties"]) == ["params"]
+    form = schema["definitions"]["PipelineParams"]
+    assert set(form["properties"]) == set(PipelineParams.model_fields)
+    assert form["properties"]["target"]["enum"] == ["coarse", "fine"]
+    assert form["properties"]["seed"]["description"]  # help text shows in the UI form
+    assert manual.enforce_parameter_schema
+
+
+def test_command_line(tmp_path: Path) -> None:
+    settings = parse_settings(["--cron", "0 4 * * 2", "--timezone", "America/New_York", "--output-dir", str(tmp_path)])
+    assert settings.cron == "0 4 * * 2" and settings.timezone == "America/New_York"
+    assert settings.validate_cron == DEFAULT_VALIDATE_CRON and settings.output_dir == tmp_path
+    for bad in (["--cron", "every monday"], ["--timezone", "Mars/Olympus"]):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_settings(bad)
+        assert exit_info.value.code == 2
+
+
+def test_serve_help_runs_without_a_server() -> None:
+    result = subprocess.run([sys.executable, "-m", "deployments.serve", "--help"], capture_output=True, text=True,
+                            timeout=60, cwd=REPO)
+    assert result.returncode == 0 and "--validate-cron" in result.stdout
+
+
+# --- prefect.yaml -----------------------------------------------------------------------------
+
+
+def load_prefect_yaml() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "prefect.yaml").read_text())
+
+
+def test_prefect_yaml_matches_the_served_deployments() -> None:
+    from prefect.cli.deploy._models import PrefectYamlModel
+
+    config = load_prefect_yaml()
+    PrefectYamlModel.model_validate(config)  # the schema `prefect deploy` reads it with
+    declared = {d["name"]: d for d in config["deployments"]}
+    served = {d.name: d for d in build_deployments()}
+    assert set(declared) == set(served)
+    for name, deployment in declared.items():
+        assert deployment["work_pool"]["name"] == "living-things-process"
+        assert deployment["entrypoint"] == served[name].entrypoint
+        schedules = [(s["cron"], s.get("timezone", "UTC")) for s in deployment.get("schedules") or []]
+        assert schedules == crons(served[name])
+        limit = deployment.get("concurrency_limit")
+        assert (limit["limit"] if isinstance(limit, dict) else limit) == served[name].concurrency_limit
+    training = [d for d in declared.values() if "training" in d["tags"]]
+    assert training and all(d["work_pool"]["work_queue_name"] == "gpu" for d in training)
+
+
+def test_prefect_yaml_entrypoints_load_real_flows() -> None:
+    from prefect.flows import load_flow_from_entrypoint
+
+    expected = {"manual": full_pipeline.name, "weekly-retrain": full_pipeline.name, "daily-validate": validate.name}
+    for deployment in load_prefect_yaml()["deployments"]:
+        loaded = load_flow_from_entrypoint(deployment["entrypoint"], use_placeholder_flow=False)
+        assert loaded.name == expected[deployment["name"]]
+        # The default parameters validate against the flow's parameter model.
+        model = PipelineParams if loaded.name == full_pipeline.name else ValidateParams
+        model(**deployment["parameters"]["params"])

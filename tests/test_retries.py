@@ -1,0 +1,82 @@
+"""Which failures the training tasks retry: transient ones only."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+from prefect import flow, task
+from prefect.states import Failed
+
+from flows.retries import IO_RETRIES, TRAINING_RETRIES, is_first_attempt, is_transient, retry_on_transient
+from tasks.dataset import DatasetError
+from tasks.splitting import SplitError
+from tasks.submission import SubmissionError
+from tasks.validation import ValidationFailed
+
+
+def tf_error(name: str) -> Exception:
+    """An exception whose class is named like TensorFlow's (tf.errors.OpError subclasses)."""
+    op_error = type("OpError", (Exception,), {})
+    return type(name, (op_error,), {})("device busy")
+
+
+@pytest.mark.parametrize("exc", [
+    OSError(errno.EIO, "I/O error"), ConnectionResetError(), ConnectionRefusedError(), TimeoutError(),
+    BrokenPipeError(), tf_error("ResourceExhaustedError"), tf_error("UnavailableError"),
+    tf_error("AbortedError"), tf_error("DeadlineExceededError"),
+])
+def test_transient_errors_are_retried(exc: Exception) -> None:
+    assert retry_on_transient(None, None, Failed(data=exc))
+
+
+@pytest.mark.parametrize("exc", [
+    ValueError("bad"), KeyError("x"), TypeError("t"), MemoryError(), DatasetError("no info.json"),
+    SplitError("too few"), SubmissionError("rows"), ValidationFailed("broken rule", None),
+    FileNotFoundError(errno.ENOENT, "missing"), PermissionError(errno.EACCES, "denied"),
+    OSError(errno.ENOSPC, "disk full"), RuntimeError("bug"), tf_error("InvalidArgumentError"),
+    ZeroDivisionError(), AssertionError(),
+])
+def test_programming_and_data_errors_are_not(exc: Exception) -> None:
+    assert not retry_on_transient(None, None, Failed(data=exc))
+
+
+def test_a_state_without_an_exception_is_not_retried() -> None:
+    assert not retry_on_transient(None, None, Failed(message="no data"))
+    assert not is_transient(None)
+
+
+def test_shared_settings_are_valid_task_options() -> None:
+    io_task = task(lambda: None, name="io", **IO_RETRIES)
+    assert io_task.retries == 3 and io_task.retry_delay_seconds == [1, 2, 4]
+    train = task(lambda: None, name="train", **TRAINING_RETRIES)
+    assert train.retries == 2 and train.retry_condition_fn is retry_on_transient
+
+
+@pytest.mark.slow
+def test_prefect_retries_transient_failures_only(prefect_server: None) -> None:
+    attempts: dict[str, int] = {"flaky": 0, "broken": 0}
+    first: list[bool] = []
+
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_on_transient, persist_result=False)
+    def flaky() -> str:
+        attempts["flaky"] += 1
+        first.append(is_first_attempt())
+        if attempts["flaky"] < 3:
+            raise ConnectionResetError("peer went away")
+        return "ok"
+
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_on_transient, persist_result=False)
+    def broken() -> str:
+        attempts["broken"] += 1
+        raise ValueError("bad labels")
+
+    @flow(persist_result=False)
+    def both() -> tuple[str, bool]:
+        state = broken(return_state=True)
+        return flaky(), state.is_failed()
+
+    assert both() == ("ok", True)
+    assert attempts == {"flaky": 3, "broken": 1}
+    assert first == [True, False, False]  # a retry knows it is one (to resume, not wipe, checkpoints)
+    assert is_first_attempt()  # outside any task run
