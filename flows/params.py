@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks.validation import ValidationSettings
 
 
-class PipelineParams(BaseModel):
-    """Everything a run of the full pipeline can be told."""
+class DataLocation(BaseModel):
+    """Where the data is and where outputs go: shared by every flow's parameters."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -24,6 +24,11 @@ class PipelineParams(BaseModel):
         "Empty: the embedded synthetic sample, generated once under the output directory."
     )
     output_dir: Path = Field(Path("outputs"), description="Where run folders, caches and the sample go.")
+
+
+class PipelineParams(DataLocation):
+    """Everything a run of the full pipeline can be told."""
+
     target: Literal["coarse", "fine"] = Field("coarse", description="Predict the 8 taxa or the 50 families.")
     seed: int = Field(42, description="One seed for the split, sampling and every model.")
     holdout_fraction: float = Field(

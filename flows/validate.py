@@ -12,14 +12,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from flows.cli import add_model_arguments, quiet_environment
 from flows.notify import notify_on_failure
+from flows.params import DataLocation
 from tasks.dataset import DatasetError, check_data_dir
 from tasks.image_scan import scan_images_task
 from tasks.runs import new_run_dir
@@ -47,16 +48,9 @@ scan_task = scan_images_task.with_options(cache_policy=NO_CACHE, persist_result=
 prepare_sample_task = task(ensure_sample, name="prepare-sample", retries=2, retry_delay_seconds=[1, 5])
 
 
-class ValidateParams(BaseModel):
+class ValidateParams(DataLocation):
     """Parameters of the standalone validation flow."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    data_dir: Optional[Path] = Field(
-        None, description="Kaggle-layout data directory. Empty: the embedded sample, generated once "
-        "under <output-dir>/sample."
-    )
-    output_dir: Path = Field(Path("outputs"), description="Where run folders, caches and the sample go.")
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
 
 

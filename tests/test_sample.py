@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tasks.sample import SampleSpec, ensure_sample, generate_sample
+from tasks.sample import ensure_sample, generate_sample
 from tasks.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
 from tests.conftest import TINY
 
