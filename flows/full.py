@@ -102,7 +102,7 @@ def transfer_settings(params: PipelineParams) -> TransferSettings:
         batch_size=params.batch_size, stage1_epochs=params.stage1_epochs, stage1_lr=params.stage1_lr,
         stage2_epochs=params.stage2_epochs, stage2_lr=params.stage2_lr, unfreeze_blocks=params.unfreeze_blocks,
         val_fraction=params.val_fraction, views=params.views, resampling=params.resampling,
-        oversample_share=params.oversample_share, seed=params.seed,
+        oversample_share=params.oversample_share, image_cache=params.image_cache, seed=params.seed,
     )
     return seed_faithful_preset(settings) if params.preset == "original" else settings
 

@@ -70,6 +70,9 @@ class PipelineParams(DataLocation):
     stage2_epochs: int = Field(2, ge=0, description="Stage 2 (fine-tuning) epoch limit; 0 skips stage 2.")
     stage2_lr: float = Field(1e-5, gt=0, description="Stage 2 learning rate.")
     unfreeze_blocks: int = Field(2, ge=0, description="Stage 2 unfreezes this many top backbone blocks (BatchNorm stays frozen).")
+    image_cache: bool = Field(
+        False, description="Stage 2: keep decoded, resized training images on disk (uint8) after the first epoch."
+    )
     val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of the TRAIN split used for early stopping.")
     embedding_baselines: list[Literal["logreg", "random_forest", "svm"]] = Field(
         default_factory=lambda: ["logreg", "random_forest", "svm"],

@@ -239,16 +239,24 @@ def stage1_inputs(emb: dict[str, np.ndarray], rows: np.ndarray) -> tuple[np.ndar
 
 
 def image_dataset_for(table: Any, rows: np.ndarray, target: str | None, size: int, settings: TransferSettings,
-                      augment: bool, seed: int = 0) -> Any:
-    """tf.data batches for some table rows (labels when ``target`` is given)."""
+                      augment: bool, seed: int = 0, cache_dir: Path | None = None) -> Any:
+    """tf.data batches for some table rows (labels when ``target`` is given).
+
+    With ``settings.image_cache`` and a ``cache_dir``, decoded images are kept on disk under a
+    name derived from the rows and size, so later epochs skip JPEG decoding.
+    """
     from tasks.embeddings import image_ok_flags
     from tasks.images import make_image_dataset
 
     subset = table.loc[rows]
     labels = subset[target].astype(int).to_numpy() if target else None
+    cache_file = None
+    if settings.image_cache and cache_dir is not None:
+        key = fingerprint_text(str(size), *subset["path"].tolist())
+        cache_file = Path(cache_dir) / "images" / f"{size}-{key}"
     return make_image_dataset(
         subset["path"].tolist(), labels, size, settings.batch_size, ok=image_ok_flags(subset),
-        augment=augment, shuffle=augment, seed=seed,
+        augment=augment, shuffle=augment, seed=seed, cache_file=cache_file,
     )
 
 
@@ -262,7 +270,8 @@ def fine_tune(model: keras.Model, backbone: keras.Model, table: Any, plan_rows: 
     folder.mkdir(parents=True, exist_ok=True)
     unfreeze_top_blocks(backbone, settings.unfreeze_blocks)
     compile_for_training(model, settings.stage2_optimizer, settings.stage2_lr, jit_compile)
-    val_ds = image_dataset_for(table, plan_rows.val, None, size, settings, augment=False)
+    image_cache = folder.parent.parent  # <cache>/checkpoints/<key> -> <cache>
+    val_ds = image_dataset_for(table, plan_rows.val, None, size, settings, augment=False, cache_dir=image_cache)
     y_val = table.loc[plan_rows.val, target].astype(int).to_numpy()
     stopper = MacroF1EarlyStopping(lambda: model.predict(val_ds, verbose=0), y_val, settings.stage2_patience)
     state = read_state(folder)
@@ -282,7 +291,8 @@ def fine_tune(model: keras.Model, backbone: keras.Model, table: Any, plan_rows: 
         stopper.best, stopper.best_epoch, stopper.wait = state["best"], state["best_epoch"], state["wait"]
         logger.info("Stage 2: resuming after epoch %d from %s", initial_epoch, folder)
     if stopper.wait < settings.stage2_patience and initial_epoch < settings.stage2_epochs:
-        train_ds = image_dataset_for(table, plan_rows.fit, target, size, settings, augment=True, seed=settings.seed + initial_epoch)
+        train_ds = image_dataset_for(table, plan_rows.fit, target, size, settings, augment=True,
+                                     seed=settings.seed + initial_epoch, cache_dir=image_cache)
         model.fit(
             train_ds, shuffle=False, epochs=settings.stage2_epochs, initial_epoch=initial_epoch,
             class_weight=plan_rows.class_weight, verbose=0,

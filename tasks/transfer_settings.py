@@ -33,6 +33,7 @@ class TransferSettings:
     resampling: str = "class-weights"
     oversample_share: float = 0.5
     undersample_ratio: float = 3.0
+    image_cache: bool = False  # stage 2: keep decoded, resized images on disk after the first epoch
     seed: int = 42
 
 

@@ -102,7 +102,7 @@ def test_killed_fine_tuning_resumes_from_last_completed_epoch(run_table: Path, t
     cache = tmp_path / "cache"
     spec = EmbeddingSpec(**{k: v for k, v in SMALL.items() if k in ("backbone", "weights", "image_size", "batch_size", "seed")})
     emb = compute_embeddings(run_table, spec, cache)
-    settings = dict(SMALL, stage1_epochs=3, stage2_epochs=6, stage2_patience=100, unfreeze_blocks=1)
+    settings = dict(SMALL, stage1_epochs=3, stage2_epochs=6, stage2_patience=100, unfreeze_blocks=1, image_cache=True)
     args = json.dumps({"table": str(run_table), "emb": str(emb), "settings": settings,
                        "run": str(tmp_path / "run"), "cache": str(cache)})
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -133,5 +133,18 @@ def test_killed_fine_tuning_resumes_from_last_completed_epoch(run_table: Path, t
     history = json.loads((tmp_path / "run" / "training_history.json").read_text())["epochs"]
     assert [r["epoch"] for r in history if r["stage"] == 2] == list(range(1, 7))
     assert all("val_macro_f1" in r for r in history)
+    assert list((cache / "images").glob("*.index"))  # the decoded-image cache was completed and used
     predictions = pd.read_csv(tmp_path / "run" / "predictions" / "efficientnet_lite0_finetuned.csv")
     assert predictions["pred"].between(0, 7).all()
+
+
+def test_seed_faithful_preset_reproduces_the_original_settings() -> None:
+    from tasks.transfer_settings import seed_faithful_preset
+
+    original = seed_faithful_preset(TransferSettings(seed=9))
+    assert (original.backbone, original.image_size, original.head, original.dense_units, original.dropout) == (
+        "efficientnetv2s", 224, "flatten-dense", 512, 0.2
+    )
+    assert (original.stage1_optimizer, original.stage1_lr, original.stage1_epochs) == ("adam", 1e-5, 10)
+    assert (original.stage2_optimizer, original.stage2_lr) == ("rmsprop", 1e-6)
+    assert original.unfreeze_blocks >= 40 and original.seed == 9  # everything unfrozen; the seed is kept
