@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
-import inspect
+import importlib.util
 import json
 import os
 import shutil
@@ -59,11 +59,31 @@ def fingerprint_file(path: Path) -> str:
 
 
 def module_source_hash(modules: tuple[str, ...]) -> str:
-    """Hash of the source files of the modules that do a task's work."""
+    """Hash of the source files of the modules that do a task's work.
+
+    The files are read, not imported: keying a cached training step must not cost a TensorFlow
+    import (seconds) when the step is then served from the cache.
+    """
     digest = hashlib.sha256()
     for name in modules:
-        digest.update(inspect.getsource(importlib.import_module(name)).encode())
+        digest.update(module_file(name).read_bytes())
     return digest.hexdigest()
+
+
+def module_file(name: str) -> Path:
+    """Source file of a module, found without importing it or its parent package
+    (``find_spec`` of a dotted name would import the parent, e.g. Great Expectations)."""
+    top, *rest = name.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None:
+        raise ModuleNotFoundError(f"cannot find module {name!r} for a cache key")
+    if not rest:
+        return Path(str(spec.origin))
+    base = Path(list(spec.submodule_search_locations or [])[0]).joinpath(*rest)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    raise ModuleNotFoundError(f"cannot find the source of module {name!r} for a cache key")
 
 
 def fingerprint_inputs(inputs: dict[str, Any], ignore: tuple[str, ...] = ()) -> str:
@@ -127,3 +147,67 @@ def adopt_outputs(source_dir: Path, run_dir: Path) -> list[str]:
             shutil.copy2(path, target)
         copied.append(str(target))
     return copied
+
+
+# --- validation reuse ----------------------------------------------------------------------
+
+VALIDATION_MODULES = ("tasks.validation", "tasks.image_scan", "expectations.suites", "expectations.custom", "tasks.dataset")
+RUN_DIR_MARK = "{{RUN_DIR}}"
+#: Text files of a validation folder that may quote the run folder's absolute path.
+_REWRITTEN_SUFFIXES = (".json", ".html")
+
+
+def validation_key(data_dir: Path, settings: BaseModel) -> str | None:
+    """Key of a validation outcome: CSV/info.json contents, every image's (path, size, mtime),
+    the settings and the validation code. None when the outcome depends on earlier runs
+    (``reference="previous"``), which makes it uncacheable."""
+    if getattr(settings, "reference", "known") == "previous":
+        return None
+    from tasks.dataset import SPLITS, data_fingerprint, public_dir
+    from tasks.features import file_signature
+
+    public = public_dir(data_dir)
+    digest = hashlib.sha256(module_source_hash(VALIDATION_MODULES).encode())
+    digest.update(data_fingerprint(data_dir).encode())
+    digest.update(settings.model_dump_json().encode())
+    for split in SPLITS:
+        folder = public / split
+        for name in sorted(os.listdir(folder)) if folder.is_dir() else []:
+            digest.update(file_signature(str(folder / name)).encode())
+    return digest.hexdigest()[:24]
+
+
+def _copy_validation(source: Path, target: Path, old: str, new: str) -> None:
+    """Copy a validation folder, rewriting the run-folder path inside its reports and pages."""
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    for path in target.rglob("*"):
+        if path.is_file() and path.suffix in _REWRITTEN_SUFFIXES:
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+            if old in text:
+                path.write_text(text.replace(old, new), encoding="utf-8", errors="surrogateescape")
+
+
+def remember_validation(report: BaseModel, cache_dir: Path, key: str | None) -> None:
+    """Keep a passed validation (report and files) for reruns on the same data and settings."""
+    if key is None or not getattr(report, "passed", False):
+        return
+    run_dir = Path(report.run_dir)  # type: ignore[attr-defined]
+    store = Path(cache_dir) / "steps" / "validation" / key
+    tmp = store.with_name(f".{key}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _copy_validation(run_dir / "validation", tmp / "validation", str(run_dir), RUN_DIR_MARK)
+    (tmp / "report.model.json").write_text(report.model_dump_json().replace(str(run_dir), RUN_DIR_MARK), encoding="utf-8")
+    shutil.rmtree(store, ignore_errors=True)
+    tmp.rename(store)
+
+
+def reuse_validation(cache_dir: Path, key: str | None, run_dir: Path, report_type: type[BaseModel]) -> BaseModel | None:
+    """The remembered validation for ``key``, copied into ``run_dir/validation``; None if absent."""
+    if key is None:
+        return None
+    store = Path(cache_dir) / "steps" / "validation" / key
+    model_file = store / "report.model.json"
+    if not model_file.is_file():
+        return None
+    _copy_validation(store / "validation", Path(run_dir) / "validation", RUN_DIR_MARK, str(run_dir))
+    return report_type.model_validate_json(model_file.read_text(encoding="utf-8").replace(RUN_DIR_MARK, str(run_dir)))

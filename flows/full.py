@@ -15,9 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 
-from flows.caching import FingerprintPolicy, adopt_outputs, result_storage_block, step_dir
+from flows.caching import (
+    FingerprintPolicy,
+    adopt_outputs,
+    remember_validation,
+    result_storage_block,
+    reuse_validation,
+    step_dir,
+    validation_key,
+)
 from flows.cli import fail, parse_model, quiet_environment
 from flows.notify import notify_on_failure
 from flows.retries import IO_RETRIES, TRAINING_RETRIES, is_first_attempt
@@ -36,8 +45,9 @@ from tasks.runs import new_run_dir
 from tasks.sample import SampleSpec, ensure_sample
 from tasks.splitting import split_dataset
 from tasks.submission import write_run_submission
-from tasks.transfer_settings import TransferSettings, seed_faithful_preset
-from tasks.validation import ValidationReport
+from tasks.transfer_settings import TransferSettings, resolve_input_size, seed_faithful_preset
+from tasks.logs import get_logger
+from tasks.validation import ValidationReport, publish_artifact
 
 # The modules whose source is part of each cached step's key (code changes invalidate the cache).
 EMBEDDING_MODULES = ("tasks.embeddings", "tasks.images", "tasks.backbones")
@@ -109,9 +119,7 @@ def transfer_settings(params: PipelineParams) -> TransferSettings:
 
 def embedding_spec(settings: TransferSettings) -> EmbeddingSpec:
     """Which cached backbone features the transfer model and the embedding baselines share."""
-    from tasks.backbones import get_backbone_spec
-
-    size = settings.image_size or get_backbone_spec(settings.backbone).default_input_size
+    size = resolve_input_size(settings.backbone, settings.image_size)
     return EmbeddingSpec(
         backbone=settings.backbone, weights=str(settings.weights), image_size=size,
         pooled=settings.head == "gap", views=settings.views, batch_size=settings.batch_size, seed=settings.seed,
@@ -133,6 +141,8 @@ def full_pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
     The stages run as a subflow so that the task runner chosen in the parameters (threads or a
     Dask cluster) applies to UI-triggered and scheduled runs too, not only to the CLI.
     """
+    if params.task_runner == "thread":  # this flow's own runner: no subflow needed
+        return run_stages.fn(params)
     runner = make_task_runner(params.task_runner, params.dask_address)
     return run_stages.with_options(task_runner=runner)(params)
 
@@ -140,12 +150,10 @@ def full_pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
 @flow(name="living-things-stages", log_prints=True)
 def run_stages(params: PipelineParams) -> dict[str, Any]:
     """Every stage of the pipeline, on the task runner its parent flow picked."""
-    from flows.validate import validate_dataset
-
     data_dir = resolve_data_dir(params)
     run_dir = new_run_dir(params.output_dir)
     cache_dir = Path(params.output_dir).resolve() / "cache"
-    report: ValidationReport = validate_dataset(data_dir, run_dir, params.validation, cache_dir)
+    report = validate_or_reuse(data_dir, run_dir, params.validation, cache_dir, params.refresh)
     samples = Path(str(report.samples_path))
     classes_path = samples.parent / "classes.json"
     n_classes = len(read_classes_json(classes_path).names(params.target))
@@ -204,6 +212,28 @@ def run_stages(params: PipelineParams) -> dict[str, Any]:
         "data_docs": report.docs_index, "validation_warnings": len(report.warnings),
         "champion_decision": decision.to_dict(), "plots": {k: str(v) for k, v in plots.items()},
     }
+
+
+@task(name="reuse-validation", cache_policy=NO_CACHE)
+def reuse_validation_task(cache_dir: Path, key: str | None, run_dir: Path) -> ValidationReport | None:
+    """A passed validation of the very same data, settings and code, copied into this run."""
+    report = reuse_validation(cache_dir, key, run_dir, ValidationReport)
+    if report is not None:
+        get_logger().info("Validation reused: same CSVs, images (size, mtime), settings and code as an earlier run")
+        publish_artifact(report)  # type: ignore[arg-type]
+    return report  # type: ignore[return-value]
+
+
+def validate_or_reuse(data_dir: Path, run_dir: Path, settings: Any, cache_dir: Path, refresh: bool) -> ValidationReport:
+    """Validation, the first stage: reused when nothing it looks at changed, else run in full."""
+    from flows.validate import validate_dataset
+
+    key = task(validation_key, name="validation-key")(data_dir, settings)
+    report = None if refresh else reuse_validation_task(cache_dir, key, run_dir)
+    if report is None:
+        report = validate_dataset(data_dir, run_dir, settings, cache_dir)
+        remember_validation(report, cache_dir, key)
+    return report
 
 
 def cached_options(cache_dir: Path, refresh: bool) -> dict[str, Any]:

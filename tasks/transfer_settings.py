@@ -7,6 +7,19 @@ from typing import Literal
 
 HeadKind = Literal["gap", "flatten-dense"]
 
+#: Default square input size per backbone. Kept here, free of Keras, so that a flow can key its
+#: caches without importing TensorFlow; `tasks.backbones` reads its specs' sizes from it.
+DEFAULT_INPUT_SIZES: dict[str, int] = {"efficientnet_lite0": 224, "efficientnetv2s": 224, "mobilenetv2": 224}
+
+
+def resolve_input_size(backbone: str, image_size: int | None) -> int:
+    """The requested size, or the backbone's default."""
+    if image_size:
+        return int(image_size)
+    if backbone not in DEFAULT_INPUT_SIZES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(DEFAULT_INPUT_SIZES)}")
+    return DEFAULT_INPUT_SIZES[backbone]
+
 
 @dataclass(frozen=True)
 class TransferSettings:
