@@ -29,7 +29,7 @@ from flows.caching import (
 )
 from flows.cli import fail, parse_model, quiet_environment
 from flows.notify import notify_on_failure
-from flows.retries import IO_RETRIES, TRAINING_RETRIES, is_first_attempt
+from flows.retries import IO_RETRIES, TRAINING_RETRIES, is_first_attempt, retry_on_transient
 from flows.runners import make_task_runner
 from flows.params import PipelineParams
 from tasks.baselines import BaselineSettings, train_baseline
@@ -57,14 +57,16 @@ TRANSFER_MODULES = ("tasks.transfer", "tasks.transfer_settings", "tasks.resampli
 # Thin task wrappers: names for the UI, retries where I/O can fail transiently, and cross-run
 # caching (flows.caching) for the expensive steps.
 io_retries: dict[str, Any] = IO_RETRIES
+# Feature steps read many files but mostly compute: retry only what a retry can fix.
+read_retries: dict[str, Any] = {**IO_RETRIES, "retry_condition_fn": retry_on_transient}
 prepare_sample_task = task(ensure_sample, name="prepare-sample", **io_retries)
 split_task = task(split_dataset, name="split-holdout")
 pixel_features_task = task(
-    pixel_features, name="pixel-features", **io_retries,
+    pixel_features, name="pixel-features", **read_retries,
     cache_policy=FingerprintPolicy(modules=("tasks.features",)), persist_result=True,
 )
 embeddings_task = task(
-    compute_embeddings, name="backbone-features", **io_retries,
+    compute_embeddings, name="backbone-features", **read_retries,
     cache_policy=FingerprintPolicy(modules=EMBEDDING_MODULES), persist_result=True,
 )
 baseline_task = task(
