@@ -13,10 +13,11 @@ raises: a broken notifier must not change the outcome of the run it reports on.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from typing import Any
+
+from tasks.logs import get_logger
 
 __all__ = ["ENV_VAR", "format_message", "notify_on_failure", "notify_url_for", "send_notification"]
 
@@ -24,7 +25,6 @@ ENV_VAR = "LIVING_THINGS_NOTIFY_URL"
 MAX_DETAIL_CHARS = 300
 TIMEOUT_SECONDS = 10.0
 
-logger = logging.getLogger("living_things.notify")
 
 
 def _lookup(container: Any, key: str) -> Any:
@@ -68,14 +68,14 @@ def send_notification(url: str, text: str, title: str = "living-things pipeline"
 
         notifier = apprise.Apprise()
         if not notifier.add(url):
-            _run_logger().warning("Failure notification not sent: Apprise does not understand the %s:// URL", scheme)
+            get_logger(__name__).warning("Failure notification not sent: Apprise does not understand the %s:// URL", scheme)
             return False
         if notifier.notify(title=title, body=text):
             return True
-        _run_logger().warning("Failure notification via %s:// was not delivered", scheme)
+        get_logger(__name__).warning("Failure notification via %s:// was not delivered", scheme)
         return False
     except Exception as exc:  # never let the notifier change the run's outcome
-        _run_logger().warning("Failure notification via %s:// failed: %s", scheme, type(exc).__name__)
+        get_logger(__name__).warning("Failure notification via %s:// failed: %s", scheme, type(exc).__name__)
         return False
 
 
@@ -90,16 +90,6 @@ def notify_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
             getattr(state, "name", None) or "Failed", getattr(state, "message", None),
         )
         if send_notification(url, text):
-            _run_logger().info("Sent a failure notification.")
+            get_logger(__name__).info("Sent a failure notification.")
     except Exception as exc:
-        _run_logger().warning("Failure notification skipped: %s", type(exc).__name__)
-
-
-def _run_logger() -> Any:
-    """Prefect's run logger inside a run (hooks run in the flow's context), else ours."""
-    try:
-        from prefect.logging import get_run_logger
-
-        return get_run_logger()
-    except Exception:
-        return logger
+        get_logger(__name__).warning("Failure notification skipped: %s", type(exc).__name__)

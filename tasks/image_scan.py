@@ -25,7 +25,6 @@ How it stays cheap:
 from __future__ import annotations
 
 import csv
-import logging
 import os
 import sqlite3
 import stat
@@ -41,6 +40,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from prefect import task
 
 from tasks.io import fingerprint_text
+from tasks.logs import get_logger
 
 #: Bump when what a scan records changes, so old cache entries are never reused.
 SCAN_VERSION = 1
@@ -58,7 +58,6 @@ _RESULT_KEYS: tuple[str, ...] = (
 )
 
 ExecutorKind = Literal["thread", "process"]
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -200,16 +199,6 @@ def as_row(result: dict[str, Any]) -> tuple:
 # The scan
 
 
-def _progress_logger() -> logging.Logger | logging.LoggerAdapter:
-    """Prefect's run logger inside a flow or task run, plain logging elsewhere."""
-    try:
-        from prefect.logging import get_run_logger
-
-        return get_run_logger()
-    except Exception:  # MissingContextError outside a run
-        return logger
-
-
 def iter_list_chunks(list_path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     """Read the file list in chunks (streaming: memory does not grow with the list)."""
     reader = pd.read_csv(list_path, dtype=str, keep_default_na=False, chunksize=chunk_size)
@@ -257,7 +246,7 @@ def scan_images(
     """
     started = time.perf_counter()
     workers = max(1, workers or os.cpu_count() or 1)
-    log = _progress_logger()
+    log = get_logger(__name__)
     if executor == "thread" and ImageFile.LOAD_TRUNCATED_IMAGES:
         # Someone in this process accepts truncated images; threads share that flag, so scan in
         # worker processes, which reset it, rather than let truncated JPEGs pass.

@@ -32,7 +32,6 @@ Policy for bad images (documented here because the report quotes it):
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -55,9 +54,9 @@ from tasks.dataset import (
 )
 from tasks.image_scan import DEFAULT_MAX_PIXELS, LIST_COLUMNS, read_scan
 from tasks.io import atomic_write_json, atomic_write_text
+from tasks.logs import get_logger
 from tasks.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, real_coarse_distribution
 
-logger = logging.getLogger(__name__)
 
 #: Files written under ``<run>/validation/``.
 REPORT_NAME = "report.json"
@@ -157,16 +156,6 @@ class ValidationFailed(Exception):
 
 # --------------------------------------------------------------------------------------------
 # Reading the raw files
-
-
-def run_logger() -> logging.Logger | logging.LoggerAdapter:
-    """Prefect's run logger inside a run, this module's logger elsewhere."""
-    try:
-        from prefect.logging import get_run_logger
-
-        return get_run_logger()
-    except Exception:
-        return logger
 
 
 def read_raw_csv(path: Path) -> pd.DataFrame:
@@ -514,7 +503,7 @@ def validate_csvs(
     from expectations import suites as S
     from expectations.context import validate_frame
 
-    log = run_logger()
+    log = get_logger(__name__)
     validation_dir = Path(validation_dir)
     validation_dir.mkdir(parents=True, exist_ok=True)
     stage: dict[str, Any] = {"passed": False, "suites": [], "counts": {}, "list_path": None,
@@ -652,7 +641,7 @@ def validate_images(scan_path: Path, validation_dir: Path, settings: ValidationS
     labelled_bad = bad[bad["split"].isin(LABELLED_SPLITS)]
     test_bad = bad[~bad["split"].isin(LABELLED_SPLITS)]
     n_labelled = int(table["split"].isin(LABELLED_SPLITS).sum())
-    run_logger().info("Suite images: %s; %d of %d train/val images quarantined, %d test images flagged",
+    get_logger(__name__).info("Suite images: %s; %d of %d train/val images quarantined, %d test images flagged",
                       "passed" if summary["success"] else "failed", len(labelled_bad), n_labelled, len(test_bad))
     return {
         "suite": summary,
