@@ -26,6 +26,9 @@ from pydantic import BaseModel
 
 from prefect.cache_policies import CachePolicy
 
+from tasks.features import file_signature
+from tasks.io import sha256_file
+
 #: Files above this size are fingerprinted by (size, mtime) instead of content, to keep key
 #: computation in milliseconds; their names already carry a content key (see tasks.embeddings).
 CONTENT_HASH_LIMIT = 64 * 1024 * 1024
@@ -48,14 +51,9 @@ def fingerprint_value(value: Any) -> str:
 
 def fingerprint_file(path: Path) -> str:
     """Content hash of a file (name excluded: the same table in a new run folder hashes the same)."""
-    stat = path.stat()
-    if stat.st_size > CONTENT_HASH_LIMIT:
-        return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    if path.stat().st_size > CONTENT_HASH_LIMIT:
+        return file_signature(str(path))
+    return sha256_file(path)
 
 
 def module_source_hash(modules: tuple[str, ...]) -> str:
@@ -164,7 +162,6 @@ def validation_key(data_dir: Path, settings: BaseModel) -> str | None:
     if getattr(settings, "reference", "known") == "previous":
         return None
     from tasks.dataset import SPLITS, data_fingerprint, public_dir
-    from tasks.features import file_signature
 
     public = public_dir(data_dir)
     digest = hashlib.sha256(module_source_hash(VALIDATION_MODULES).encode())

@@ -37,7 +37,6 @@ every BatchNormalization layer frozen.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -51,6 +50,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from tasks.io import sha256_file
 from tasks.torch_pickle import load_torch_state_dict
 from tasks.transfer_settings import DEFAULT_INPUT_SIZES
 
@@ -284,11 +284,7 @@ def default_cache_dir() -> Path:
 
 def hash_file_prefix(path: Path, n_hex: int = 16) -> str:
     """First ``n_hex`` hex digits of the file's sha256: names the cache entry after its source."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:n_hex]
+    return sha256_file(path)[:n_hex]
 
 
 def save_weights_atomically(model: keras.Model, target: Path) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 Target = Literal["coarse", "fine"]
@@ -189,6 +190,13 @@ def labels_of(samples: pd.DataFrame, target: Target) -> pd.Series:
     return samples[target]
 
 
+def image_ok_flags(table: pd.DataFrame) -> np.ndarray:
+    """Which rows' images decode (validation's verdict when present; else assume all do)."""
+    if "image_ok" in table.columns:
+        return table["image_ok"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
+    return np.ones(len(table), bool)
+
+
 def write_samples(samples: pd.DataFrame, path: Path) -> Path:
     """Persist a sample table as CSV (read back with `read_samples`)."""
     from tasks.io import atomic_write_text
@@ -198,7 +206,8 @@ def write_samples(samples: pd.DataFrame, path: Path) -> Path:
 
 def read_samples(path: Path) -> pd.DataFrame:
     """Read a table written by `write_samples`, with nullable integer labels."""
-    frame = pd.read_csv(path, dtype={"split": str, "filename": str, "path": str})
+    # "role" exists only in the role-annotated table (tasks.splitting); absent keys are ignored.
+    frame = pd.read_csv(path, dtype={"split": str, "filename": str, "path": str, "role": str})
     for target in TARGETS:
         frame[target] = frame[target].astype("Int64")
     return frame

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from tasks.dataset import image_ok_flags
 from tasks.features import file_signature
 from tasks.io import atomic_write, fingerprint_text
 from tasks.splitting import ROLE_TRAIN, read_table
@@ -31,13 +31,6 @@ class EmbeddingSpec:
     views: int = 0  # extra augmented views of each training image
     batch_size: int = 32
     seed: int = 0
-
-
-def image_ok_flags(table: pd.DataFrame) -> np.ndarray:
-    """Which rows' images decode (validation's verdict when present; else assume all do)."""
-    if "image_ok" in table.columns:
-        return table["image_ok"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
-    return np.ones(len(table), bool)
 
 
 def embedding_key(spec: EmbeddingSpec, paths: list[str], roles: list[str]) -> str:

@@ -40,14 +40,25 @@ def atomic_write_json(path: Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def update_with_file(digest: "hashlib._Hash", path: Path) -> "hashlib._Hash":
+    """Feed a file's bytes into ``digest`` in 1 MiB blocks (memory stays flat for big files)."""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's contents."""
+    return update_with_file(hashlib.sha256(), Path(path)).hexdigest()
+
+
 def fingerprint_files(paths: list[Path]) -> str:
     """A short hash of several files' contents (for cache keys and provenance)."""
     digest = hashlib.sha256()
     for path in paths:
         digest.update(Path(path).name.encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        update_with_file(digest, Path(path))
     return digest.hexdigest()[:16]
 
 

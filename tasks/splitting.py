@@ -118,7 +118,6 @@ def split_dataset(
 
 def read_table(path: Path) -> pd.DataFrame:
     """Read the role-annotated sample table written by `split_dataset`."""
-    frame = pd.read_csv(path, dtype={"split": str, "filename": str, "path": str, "role": str})
-    for target in ("coarse", "fine"):
-        frame[target] = frame[target].astype("Int64")
-    return frame
+    from tasks.dataset import read_samples
+
+    return read_samples(path)

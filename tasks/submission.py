@@ -69,7 +69,7 @@ def write_run_submission(
     Test images that validation found undecodable (``image_ok`` False) still get a row: the
     documented fallback class for the target (the most frequent labelled class) when one is given.
     """
-    from tasks.dataset import read_samples
+    from tasks.dataset import image_ok_flags, read_samples
     from tasks.predictions import read_predictions, test_predictions
 
     samples = read_samples(samples_path)
@@ -80,8 +80,7 @@ def write_run_submission(
     if missing:
         raise SubmissionError(f"the model has no prediction for {len(missing)} test image(s), e.g. {missing[:3]}")
     labels = predicted.loc[expected].to_numpy().copy()
-    if fallback and target in fallback and "image_ok" in test.columns:
-        unreadable = ~test["image_ok"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
-        labels[unreadable] = int(fallback[target])
+    if fallback and target in fallback:
+        labels[~image_ok_flags(test)] = int(fallback[target])
     frame = build_submission(expected, labels.tolist(), target)
     return publish_submission(frame, Path(run_dir) / "submission.csv", expected, target, n_classes)

@@ -14,7 +14,6 @@ The model itself is plain Keras 3 (no ``tf.*``), so it also runs on the JAX back
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import keras
 import numpy as np
 from sklearn.metrics import f1_score
 
+from tasks.backbones import save_weights_atomically
 from tasks.io import atomic_write_json, fingerprint_text
 from tasks.transfer_settings import HeadKind, TransferSettings
 
@@ -157,13 +157,6 @@ def progress_reporter(stage: int) -> Any:
 # --- stage 2 checkpoints ------------------------------------------------------------------
 
 
-def save_weights_atomically(model: keras.Model, path: Path) -> None:
-    """Keras needs the .weights.h5 suffix, so the temporary file keeps it."""
-    tmp = path.with_name(f".{os.getpid()}.{path.name}")
-    model.save_weights(tmp)
-    os.replace(tmp, path)
-
-
 class EpochCheckpoint(keras.callbacks.Callback):
     """After every epoch: the weights, then a state file naming the completed epoch (the state is
     written last, so it never points at weights that were not fully saved)."""
@@ -245,7 +238,7 @@ def image_dataset_for(table: Any, rows: np.ndarray, target: str | None, size: in
     With ``settings.image_cache`` and a ``cache_dir``, decoded images are kept on disk under a
     name derived from the rows and size, so later epochs skip JPEG decoding.
     """
-    from tasks.embeddings import image_ok_flags
+    from tasks.dataset import image_ok_flags
     from tasks.images import make_image_dataset
 
     subset = table.loc[rows]
