@@ -32,7 +32,7 @@ def measure_throughput(name: str, size: int, batch: int, n_batches: int, cache_d
     """Images/s of pooled-feature extraction: one warm-up batch, then the median of ``n_batches``."""
     import numpy as np
 
-    from tasks.backbones import BACKBONES, build_backbone
+    from tasks.models.backbones import BACKBONES, build_backbone
 
     # keras.applications ImageNet weights need a download (no network here); speed does not
     # depend on the weight values, so those run with random weights.
@@ -53,7 +53,7 @@ def time_build_in_fresh_process(cache_dir: Path) -> dict[str, float]:
     """Run one Lite0 ImageNet build in a new interpreter; return its import and build seconds."""
     code = (
         "import time, json, sys; t0 = time.perf_counter();"
-        "from pathlib import Path; from tasks.backbones import build_backbone; t1 = time.perf_counter();"
+        "from pathlib import Path; from tasks.models.backbones import build_backbone; t1 = time.perf_counter();"
         f"build_backbone('efficientnet_lite0', include_top=True, cache_dir=Path({str(cache_dir)!r}));"
         "t2 = time.perf_counter(); print(json.dumps({'import_s': t1 - t0, 'build_s': t2 - t1}))"
     )
@@ -69,8 +69,8 @@ def time_build_in_fresh_process(cache_dir: Path) -> dict[str, float]:
 
 def time_lite0_build_steps(cache_dir: Path, repeats: int = 3) -> dict[str, float]:
     """Median seconds of each step of a Lite0 build, to show where cold and warm builds differ."""
-    from tasks import backbones
-    from tasks.torch_pickle import load_torch_state_dict
+    from tasks.models import backbones
+    from tasks.models.torch_pickle import load_torch_state_dict
 
     source = backbones.lite0_weights_file()
     target = cache_dir / "steps" / "lite0.weights.h5"
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import keras
 
-    from tasks.backbones import BACKBONES
+    from tasks.models.backbones import BACKBONES
 
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="bench-backbones-") as tmp:

@@ -39,7 +39,7 @@ def median_seconds(run: Callable[[], object], repeats: int) -> float:
 
 def make_photos(folder: Path, n: int) -> list[str]:
     """``n`` JPEGs of 300-500 px from the sample generator (photo-sized, unlike the tiny sample)."""
-    from tasks.sample import SampleSpec, generate_sample
+    from tasks.data.sample import SampleSpec, generate_sample
 
     per_family = max(3, -(-n // 50))
     data = generate_sample(folder / "data", SampleSpec(per_family=per_family, test_per_family=1, min_side=300, max_side=500))
@@ -63,7 +63,7 @@ def tfdata_epoch(dataset: object) -> None:
 
 
 def bench_input_pipeline(paths: list[str], repeats: int) -> dict[str, float]:
-    from tasks.images import make_image_dataset
+    from tasks.models.images import make_image_dataset
 
     n = len(paths)
     naive = median_seconds(lambda: naive_pil_epoch(paths), repeats)
@@ -79,9 +79,9 @@ def bench_input_pipeline(paths: list[str], repeats: int) -> dict[str, float]:
 def bench_stage1(paths: list[str], repeats: int) -> dict[str, float]:
     import keras
 
-    from tasks.backbones import build_backbone
-    from tasks.images import make_image_dataset
-    from tasks.transfer import build_finetune_model, build_head, compile_for_training
+    from tasks.models.backbones import build_backbone
+    from tasks.models.images import make_image_dataset
+    from tasks.models.transfer import build_finetune_model, build_head, compile_for_training
 
     subset = paths[:512]
     labels = np.arange(len(subset)) % 8
@@ -101,9 +101,9 @@ def bench_stage1(paths: list[str], repeats: int) -> dict[str, float]:
 
 
 def bench_prediction(paths: list[str], repeats: int) -> dict[str, float]:
-    from tasks.backbones import build_backbone
-    from tasks.images import make_image_dataset
-    from tasks.transfer import build_finetune_model, build_head
+    from tasks.models.backbones import build_backbone
+    from tasks.models.images import make_image_dataset
+    from tasks.models.transfer import build_finetune_model, build_head
 
     subset = paths[:512]
     model = build_finetune_model(build_backbone("efficientnet_lite0", input_size=SIZE), build_head((1280,), 8, "gap", 0.2, 512), SIZE)

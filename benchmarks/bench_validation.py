@@ -31,7 +31,7 @@ import pandas as pd
 
 def write_csv_dataset(root: Path, rows: int, seed: int = 0) -> Path:
     """Kaggle-layout CSVs (no images) with ``rows`` labelled rows and real-looking labels."""
-    from tasks.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
+    from tasks.data.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
 
     rng = np.random.default_rng(seed)
     public = root / "public"
@@ -71,7 +71,7 @@ def bench_csv_suites(workdir: Path, rows: int, repeats: int) -> dict[str, float]
 
 def write_image_files(folder: Path, files: int, distinct: int = 200, seed: int = 0) -> Path:
     """``files`` JPEGs: ``distinct`` rendered sample images, each written under many names."""
-    from tasks.sample import SampleSpec, render_image
+    from tasks.data.sample import SampleSpec, render_image
 
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)
@@ -95,7 +95,7 @@ def write_image_files(folder: Path, files: int, distinct: int = 200, seed: int =
 
 def bench_image_scan(workdir: Path, files: int) -> dict[str, dict[str, float]]:
     """Cold and warm scan seconds per executor."""
-    from tasks.image_scan import scan_images
+    from tasks.validation.image_scan import scan_images
 
     started = time.perf_counter()
     listing = write_image_files(workdir / "images" / "train", files)

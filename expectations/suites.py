@@ -47,7 +47,7 @@ PIXELS = "_pixels"
 USABLE_LABELLED = "_usable_train_val"  # True/False for train+val images, null for test images
 USABLE_TEST = "_usable_test"  # True/False for test images, null for train+val images
 
-#: A plain file name inside its split folder (the same rule as tasks.dataset.unsafe_filename_reason):
+#: A plain file name inside its split folder (the same rule as tasks.data.dataset.unsafe_filename_reason):
 #: no path separator, no NUL, not "." or anything starting with "..", no surrounding whitespace.
 SAFE_FILENAME_REGEX = r"^(?!\.\.)(?!\.\Z)(?!\s)[^/\\\x00]*[^/\\\x00\s]\Z"
 #: A whole number as written in a CSV ("3", "3.0", " 3 ").

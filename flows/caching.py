@@ -26,11 +26,11 @@ from pydantic import BaseModel
 
 from prefect.cache_policies import CachePolicy
 
-from tasks.features import file_signature
+from tasks.models.features import file_signature
 from tasks.io import sha256_file
 
 #: Files above this size are fingerprinted by (size, mtime) instead of content, to keep key
-#: computation in milliseconds; their names already carry a content key (see tasks.embeddings).
+#: computation in milliseconds; their names already carry a content key (see tasks.models.embeddings).
 CONTENT_HASH_LIMIT = 64 * 1024 * 1024
 
 
@@ -149,7 +149,7 @@ def adopt_outputs(source_dir: Path, run_dir: Path) -> list[str]:
 
 # --- validation reuse ----------------------------------------------------------------------
 
-VALIDATION_MODULES = ("tasks.validation", "tasks.image_scan", "expectations.suites", "expectations.custom", "tasks.dataset")
+VALIDATION_MODULES = ("tasks.validation", "tasks.validation.image_scan", "expectations.suites", "expectations.custom", "tasks.data.dataset")
 RUN_DIR_MARK = "{{RUN_DIR}}"
 #: Text files of a validation folder that may quote the run folder's absolute path.
 _REWRITTEN_SUFFIXES = (".json", ".html")
@@ -161,7 +161,7 @@ def validation_key(data_dir: Path, settings: BaseModel) -> str | None:
     (``reference="previous"``), which makes it uncacheable."""
     if getattr(settings, "reference", "known") == "previous":
         return None
-    from tasks.dataset import SPLITS, data_fingerprint, public_dir
+    from tasks.data.dataset import SPLITS, data_fingerprint, public_dir
 
     public = public_dir(data_dir)
     digest = hashlib.sha256(module_source_hash(VALIDATION_MODULES).encode())

@@ -32,27 +32,27 @@ from flows.notify import notify_on_failure
 from flows.retries import IO_RETRIES, TRAINING_RETRIES, is_first_attempt, retry_on_transient
 from flows.runners import make_task_runner
 from flows.params import PipelineParams
-from tasks.baselines import BaselineSettings, train_baseline
-from tasks.champion import GateSettings, promote_run
-from tasks.dataset import check_data_dir, data_fingerprint, read_classes_json
+from tasks.models.baselines import BaselineSettings, train_baseline
+from tasks.results.champion import GateSettings, promote_run
+from tasks.data.dataset import check_data_dir, data_fingerprint, read_classes_json
 from tasks.kaggle import KaggleCredentialsMissing, download_competition, require_credentials, submit_champion
-from tasks.plots import make_run_plots
-from tasks.report import publish_run_artifacts
-from tasks.embeddings import EmbeddingSpec, compute_embeddings
-from tasks.evaluation import evaluate_models, format_comparison
-from tasks.features import pixel_features
-from tasks.runs import new_run_dir
-from tasks.sample import SampleSpec, ensure_sample
-from tasks.splitting import split_dataset
-from tasks.submission import write_run_submission
-from tasks.transfer_settings import TransferSettings, resolve_input_size, seed_faithful_preset
+from tasks.results.plots import make_run_plots
+from tasks.results.report import publish_run_artifacts
+from tasks.models.embeddings import EmbeddingSpec, compute_embeddings
+from tasks.results.evaluation import evaluate_models, format_comparison
+from tasks.models.features import pixel_features
+from tasks.layout import new_run_dir
+from tasks.data.sample import SampleSpec, ensure_sample
+from tasks.data.splitting import split_dataset
+from tasks.results.submission import write_run_submission
+from tasks.models.transfer_settings import TransferSettings, resolve_input_size, seed_faithful_preset
 from tasks.logs import get_logger
 from tasks.validation import ValidationReport, publish_artifact
 
 # The modules whose source is part of each cached step's key (code changes invalidate the cache).
-EMBEDDING_MODULES = ("tasks.embeddings", "tasks.images", "tasks.backbones")
-BASELINE_MODULES = ("tasks.baselines", "tasks.predictions")
-TRANSFER_MODULES = ("tasks.transfer", "tasks.transfer_settings", "tasks.resampling", "tasks.images", "tasks.backbones")
+EMBEDDING_MODULES = ("tasks.models.embeddings", "tasks.models.images", "tasks.models.backbones")
+BASELINE_MODULES = ("tasks.models.baselines", "tasks.results.predictions")
+TRANSFER_MODULES = ("tasks.models.transfer", "tasks.models.transfer_settings", "tasks.models.resampling", "tasks.models.images", "tasks.models.backbones")
 
 # Thin task wrappers: names for the UI, retries where I/O can fail transiently, and cross-run
 # caching (flows.caching) for the expensive steps.
@@ -63,7 +63,7 @@ prepare_sample_task = task(ensure_sample, name="prepare-sample", **io_retries)
 split_task = task(split_dataset, name="split-holdout")
 pixel_features_task = task(
     pixel_features, name="pixel-features", **read_retries,
-    cache_policy=FingerprintPolicy(modules=("tasks.features",)), persist_result=True,
+    cache_policy=FingerprintPolicy(modules=("tasks.models.features",)), persist_result=True,
 )
 embeddings_task = task(
     compute_embeddings, name="backbone-features", **read_retries,
@@ -92,7 +92,7 @@ def transfer_task(
 
     A retry after a transient error resumes from the stage-2 checkpoint, even under --refresh.
     """
-    from tasks.transfer import train_transfer
+    from tasks.models.transfer import train_transfer
 
     return train_transfer(table, embeddings, settings, target, n_classes, out_dir, cache_dir, refresh and is_first_attempt())
 

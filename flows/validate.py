@@ -21,10 +21,10 @@ from pydantic import Field, ValidationError
 from flows.cli import add_model_arguments, quiet_environment
 from flows.notify import notify_on_failure
 from flows.params import DataLocation
-from tasks.dataset import DatasetError, check_data_dir
-from tasks.image_scan import scan_images_task
-from tasks.runs import new_run_dir
-from tasks.sample import SampleSpec, ensure_sample
+from tasks.data.dataset import DatasetError, check_data_dir
+from tasks.validation.image_scan import scan_images_task
+from tasks.layout import new_run_dir
+from tasks.data.sample import SampleSpec, ensure_sample
 from tasks.validation import (
     SCAN_NAME,
     ValidationFailed,

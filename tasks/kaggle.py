@@ -244,7 +244,7 @@ def download_competition(
     The archive is unpacked in a temporary folder inside ``data_dir`` and moved into place only
     once it has info.json and the three CSVs, so a failed download never leaves half a dataset.
     """
-    from tasks.dataset import check_data_dir
+    from tasks.data.dataset import check_data_dir
 
     logger = get_logger()
     data_dir = Path(data_dir).expanduser().resolve()
@@ -327,7 +327,7 @@ def submit_champion(
     The champion, not the latest run: a run that was not promoted never reaches Kaggle. Without
     a message, one is made from champion.json (run, model, hold-out macro-F1).
     """
-    from tasks.champion import champion_path
+    from tasks.results.champion import champion_path
 
     folder = champion_path(output_dir)
     path = folder / "submission.csv"

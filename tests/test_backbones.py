@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from tasks import backbones
-from tasks.backbones import (
+from tasks.models import backbones
+from tasks.models.backbones import (
     BACKBONES,
     BackboneWeightsUnavailable,
     backbone_block_names,
@@ -31,7 +31,7 @@ from tasks.backbones import (
     lite0_weights_file,
     unfreeze_top_blocks,
 )
-from tasks.torch_pickle import UnsafePickleError, load_torch_state_dict
+from tasks.models.torch_pickle import UnsafePickleError, load_torch_state_dict
 
 # A few ImageNet-1k classes (index -> name); the full index file would need a download.
 IMAGENET_NAMES = {
@@ -446,7 +446,7 @@ def test_reader_handles_offsets_strides_and_both_formats(tmp_path: Path, legacy:
 
 
 def test_reader_rejects_truncated_or_foreign_files(tmp_path: Path) -> None:
-    from tasks.torch_pickle import TorchFormatError
+    from tasks.models.torch_pickle import TorchFormatError
 
     path = tmp_path / "tiny.pth"
     _write_checkpoint(path, {"0": np.arange(6, dtype=np.float32)}, {"w": ("0", 0, (6,), (1,))}, legacy=True)

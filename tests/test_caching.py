@@ -17,7 +17,7 @@ from flows.caching import (
     step_dir,
     validation_key,
 )
-from tasks.runs import new_run_dir
+from tasks.layout import new_run_dir
 from tasks.validation import ValidationReport, ValidationSettings, run_validation
 
 
@@ -34,7 +34,7 @@ def test_keys_follow_file_contents_not_paths(tmp_path: Path) -> None:
         {"table": a, "run_dir": "r2"}, ignore=("run_dir",)
     )
     assert step_dir(tmp_path, "s", ("tasks.io",), x=1) == step_dir(tmp_path, "s", ("tasks.io",), x=1)
-    assert step_dir(tmp_path, "s", ("tasks.io",), x=1) != step_dir(tmp_path, "s", ("tasks.sample",), x=1)
+    assert step_dir(tmp_path, "s", ("tasks.io",), x=1) != step_dir(tmp_path, "s", ("tasks.data.sample",), x=1)
 
 
 def test_source_hash_does_not_import_heavy_modules() -> None:
@@ -47,7 +47,7 @@ def test_source_hash_does_not_import_heavy_modules() -> None:
                          cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
-    assert module_source_hash(("tasks.io",)) != module_source_hash(("tasks.sample",))
+    assert module_source_hash(("tasks.io",)) != module_source_hash(("tasks.data.sample",))
 
 
 def test_validation_is_reused_only_for_identical_data(tiny_sample: Path, tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tasks import champion as champion_module
-from tasks.champion import (
+from tasks.results import champion as champion_module
+from tasks.results.champion import (
     DECISION_FILE,
     Decision,
     GateSettings,
@@ -20,7 +20,7 @@ from tasks.champion import (
     read_registry,
     recover_champion,
 )
-from tasks.submission import SubmissionError
+from tasks.results.submission import SubmissionError
 from tests.test_plots import BEST, COARSE, HOLDOUT_PER_CLASS, write_fake_run
 
 

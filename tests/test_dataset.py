@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.dataset import DatasetError, check_data_dir, load_samples, read_samples, write_samples
-from tasks.taxonomy import COARSE_NAMES, FINE_NAMES
+from tasks.data.dataset import DatasetError, check_data_dir, load_samples, read_samples, write_samples
+from tasks.data.taxonomy import COARSE_NAMES, FINE_NAMES
 
 
 def write_csv(data_dir: Path, split: str, text: str) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.evaluation import comparison_rows, evaluate_predictions, majority_class_predictions
+from tasks.results.evaluation import comparison_rows, evaluate_predictions, majority_class_predictions
 
 NAMES = ["a", "b", "c"]
 

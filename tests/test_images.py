@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.images import make_image_dataset
+from tasks.models.images import make_image_dataset
 
 
 @pytest.fixture()

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tasks.evaluation import evaluate_models
-from tasks.plots import (
+from tasks.results.evaluation import evaluate_models
+from tasks.results.plots import (
     PLOT_NAMES,
     make_run_plots,
     misclassified_items,
@@ -25,7 +25,7 @@ from tasks.plots import (
     plot_misclassified_gallery,
     plot_per_class_f1,
 )
-from tasks.submission import write_run_submission
+from tasks.results.submission import write_run_submission
 
 COARSE = ["Aves", "Reptilia", "Mammalia", "Arachnida", "Magnoliopsida", "Insecta", "Liliopsida", "Pinopsida"]
 HOLDOUT_PER_CLASS = 4

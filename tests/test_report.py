@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.plots import make_run_plots
-from tasks.report import (
+from tasks.results.plots import make_run_plots
+from tasks.results.report import (
     COMPARISON_KEY,
     PER_CLASS_KEY,
     PROGRESS_KEY,

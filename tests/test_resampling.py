@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.resampling import balanced_class_weights, resample
+from tasks.models.resampling import balanced_class_weights, resample
 
 LABELS = np.array([0] * 18 + [1] * 6 + [2] * 1)
 

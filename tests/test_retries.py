@@ -9,9 +9,9 @@ from prefect import flow, task
 from prefect.states import Failed
 
 from flows.retries import IO_RETRIES, TRAINING_RETRIES, is_first_attempt, is_transient, retry_on_transient
-from tasks.dataset import DatasetError
-from tasks.splitting import SplitError
-from tasks.submission import SubmissionError
+from tasks.data.dataset import DatasetError
+from tasks.data.splitting import SplitError
+from tasks.results.submission import SubmissionError
 from tasks.validation import ValidationFailed
 
 

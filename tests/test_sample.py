@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tasks.sample import ensure_sample, generate_sample
-from tasks.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
+from tasks.data.sample import ensure_sample, generate_sample
+from tasks.data.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
 from tests.conftest import TINY
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.dataset import load_samples
-from tasks.splitting import (
+from tasks.data.dataset import load_samples
+from tasks.data.splitting import (
     SplitError,
     apply_split,
     assign_roles,

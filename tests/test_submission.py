@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.submission import SubmissionError, build_submission, publish_submission
+from tasks.results.submission import SubmissionError, build_submission, publish_submission
 
 FILES = [f"{i:040x}.jpg" for i in range(5)]
 

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tasks.dataset import load_dataset
-from tasks.embeddings import EmbeddingSpec, compute_embeddings, load_embeddings
-from tasks.splitting import split_dataset, read_table
-from tasks.transfer_settings import TransferSettings
+from tasks.data.dataset import load_dataset
+from tasks.models.embeddings import EmbeddingSpec, compute_embeddings, load_embeddings
+from tasks.data.splitting import split_dataset, read_table
+from tasks.models.transfer_settings import TransferSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(backbone="efficientnet_lite0", weights="random", image_size=32, batch_size=16, seed=5)
@@ -44,7 +44,7 @@ def pixel_hashes(paths: list[str]) -> dict[str, str]:
 
 
 def test_holdout_never_sees_a_training_image_or_an_augmented_copy(run_table: Path, tiny_sample: Path, tmp_path: Path) -> None:
-    from tasks.transfer import plan_training_rows
+    from tasks.models.transfer import plan_training_rows
 
     files_before = sorted(p for p in tmp_path.rglob("*") if p.suffix.lower() in {".jpg", ".png"})
     table = read_table(run_table)
@@ -72,7 +72,7 @@ def test_holdout_never_sees_a_training_image_or_an_augmented_copy(run_table: Pat
 def test_head_outputs_probabilities_and_original_head_shape() -> None:
     import keras
 
-    from tasks.transfer import build_head
+    from tasks.models.transfer import build_head
 
     head = build_head((1280,), 8, "gap", 0.2, 512)
     probs = np.asarray(head(np.random.default_rng(0).normal(size=(4, 1280)).astype("float32")))
@@ -88,8 +88,8 @@ TRAIN_SCRIPT = """
 import json, logging, sys
 logging.basicConfig(level=logging.INFO)
 from pathlib import Path
-from tasks.transfer import train_transfer
-from tasks.transfer_settings import TransferSettings
+from tasks.models.transfer import train_transfer
+from tasks.models.transfer_settings import TransferSettings
 args = json.loads(sys.argv[1])
 out = train_transfer(Path(args["table"]), Path(args["emb"]), TransferSettings(**args["settings"]), "coarse", 8,
                      Path(args["run"]), Path(args["cache"]))
@@ -139,7 +139,7 @@ def test_killed_fine_tuning_resumes_from_last_completed_epoch(run_table: Path, t
 
 
 def test_seed_faithful_preset_reproduces_the_original_settings() -> None:
-    from tasks.transfer_settings import seed_faithful_preset
+    from tasks.models.transfer_settings import seed_faithful_preset
 
     original = seed_faithful_preset(TransferSettings(seed=9))
     assert (original.backbone, original.image_size, original.head, original.dense_units, original.dropout) == (

@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tasks.dataset import read_samples, unsafe_filename_reason
-from tasks.image_scan import read_scan, scan_file, scan_images
-from tasks.taxonomy import FINE_NAMES
+from tasks.data.dataset import read_samples, unsafe_filename_reason
+from tasks.validation.image_scan import read_scan, scan_file, scan_images
+from tasks.data.taxonomy import FINE_NAMES
 from tasks.validation import (
     ValidationFailed,
     ValidationReport,

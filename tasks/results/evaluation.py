@@ -79,10 +79,10 @@ def evaluate_models(
 
     The best model is the one with the highest hold-out macro-F1 (ties: first listed).
     """
-    from tasks.dataset import read_classes_json
+    from tasks.data.dataset import read_classes_json
     from tasks.io import atomic_write_json
-    from tasks.predictions import holdout_truth_and_pred, read_predictions
-    from tasks.splitting import ROLE_TRAIN, read_table
+    from tasks.results.predictions import holdout_truth_and_pred, read_predictions
+    from tasks.data.splitting import ROLE_TRAIN, read_table
 
     if not predictions:
         raise ValueError("no model produced predictions; nothing to evaluate")

@@ -14,7 +14,7 @@ from typing import Literal
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from tasks.dataset import LABELLED_SPLITS, Target
+from tasks.data.dataset import LABELLED_SPLITS, Target
 
 HoldoutMode = Literal["stratified", "kaggle-val"]
 ROLE_TRAIN, ROLE_HOLDOUT, ROLE_TEST = "train", "holdout", "test"
@@ -108,7 +108,7 @@ def split_dataset(
     samples_path: Path, run_dir: Path, target: Target, fraction: float, seed: int, mode: HoldoutMode
 ) -> Path:
     """Assign roles, persist ``split.csv`` and the role-annotated ``table.csv``; return the table's path."""
-    from tasks.dataset import read_samples
+    from tasks.data.dataset import read_samples
     from tasks.io import atomic_write_text
 
     table = assign_roles(read_samples(samples_path), target, fraction, seed, mode)
@@ -118,6 +118,6 @@ def split_dataset(
 
 def read_table(path: Path) -> pd.DataFrame:
     """Read the role-annotated sample table written by `split_dataset`."""
-    from tasks.dataset import read_samples
+    from tasks.data.dataset import read_samples
 
     return read_samples(path)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.dataset import image_ok_flags
-from tasks.features import file_signature
+from tasks.data.dataset import image_ok_flags
+from tasks.models.features import file_signature
 from tasks.io import atomic_write, fingerprint_text
-from tasks.splitting import ROLE_TRAIN, read_table
+from tasks.data.splitting import ROLE_TRAIN, read_table
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def embedding_key(spec: EmbeddingSpec, paths: list[str], roles: list[str]) -> st
 
 def extract_features(model, paths: list[str], ok: np.ndarray, spec: EmbeddingSpec, augment: bool, seed: int) -> np.ndarray:  # noqa: ANN001
     """Run ``model`` over the images in order; float16 on disk is plenty for features."""
-    from tasks.images import make_image_dataset
+    from tasks.models.images import make_image_dataset
 
     data = make_image_dataset(paths, None, spec.image_size, spec.batch_size, ok=ok, augment=augment, seed=seed)
     batches = [np.asarray(model.predict_on_batch(batch)) for batch in data]
@@ -53,7 +53,7 @@ def extract_features(model, paths: list[str], ok: np.ndarray, spec: EmbeddingSpe
 def compute_embeddings(table_path: Path, spec: EmbeddingSpec, cache_dir: Path, refresh: bool = False) -> Path:
     """Cached ``.npz`` with ``clean`` (every table row, table order) and ``views`` (augmented
     copies of the train rows, ``views x n_train x ...``) plus ``train_rows`` (their row numbers)."""
-    from tasks.backbones import build_backbone
+    from tasks.models.backbones import build_backbone
 
     table = read_table(table_path)
     paths = table["path"].tolist()

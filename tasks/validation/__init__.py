@@ -1,6 +1,6 @@
 """Validate a Kaggle-layout data directory with Great Expectations, before anything else reads it.
 
-Why a separate step from ``tasks.dataset.load_samples``: that function raises on the first bad
+Why a separate step from ``tasks.data.dataset.load_samples``: that function raises on the first bad
 row, while a user needs every problem at once (which file, which row, which rule). So the CSVs
 are read here as raw strings and validated by the suites of ``expectations.suites``; only a
 dataset that passed is loaded with ``load_samples``.
@@ -10,7 +10,7 @@ pass these around, never tables):
 
 1. `validate_csvs`: train/val/test CSV suites (critical) and the class-balance suite (warnings);
    writes the list of image files to scan.
-2. ``tasks.image_scan.scan_images``: the parallel, cached image scan.
+2. ``tasks.validation.image_scan.scan_images``: the parallel, cached image scan.
 3. `validate_images`: the image suite on the scan table and the quarantine policy.
 
 `publish_validation` then builds the Data Docs, writes ``report.json``, ``quarantine.csv`` and
@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.dataset import (
+from tasks.data.dataset import (
     LABELLED_SPLITS,
     SAMPLE_COLUMNS,
     SPLITS,
@@ -52,10 +52,10 @@ from tasks.dataset import (
     read_class_info,
     unsafe_filename_reason,
 )
-from tasks.image_scan import DEFAULT_MAX_PIXELS, LIST_COLUMNS, read_scan
+from tasks.validation.image_scan import DEFAULT_MAX_PIXELS, LIST_COLUMNS, read_scan
 from tasks.io import atomic_write_json, atomic_write_text
 from tasks.logs import get_logger
-from tasks.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, real_coarse_distribution
+from tasks.data.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, real_coarse_distribution
 
 
 #: Files written under ``<run>/validation/``.
@@ -159,7 +159,7 @@ class ValidationFailed(Exception):
 
 
 def read_raw_csv(path: Path) -> pd.DataFrame:
-    """A CSV as raw strings, exactly as `tasks.dataset` reads it (BOM stripped, names stripped);
+    """A CSV as raw strings, exactly as `tasks.data.dataset` reads it (BOM stripped, names stripped);
     empty cells become nulls so that GX's not-null rules see them. Raises DatasetError when the
     file is not a CSV at all."""
     try:
@@ -667,7 +667,7 @@ def _file_examples(bad: pd.DataFrame, limit: int) -> list[str]:
 def write_validated_samples(
     data_dir: Path, validation_dir: Path, quarantine_path: Path | None
 ) -> tuple[Path, dict[str, int]]:
-    """``samples.csv`` (``tasks.dataset.write_samples`` format + ``image_ok``) without quarantined
+    """``samples.csv`` (``tasks.data.dataset.write_samples`` format + ``image_ok``) without quarantined
     train/val rows; test rows are all kept, unusable ones with ``image_ok=False``. Also writes
     ``classes.json``. Returns the path and the most frequent train+val class per target."""
     samples, classes = load_samples(data_dir)
@@ -776,7 +776,7 @@ def run_validation(
     The same stages, in the same order, as the ``flows.validate.validate_dataset`` flow; raises
     `ValidationFailed` after writing the report when a critical rule is broken.
     """
-    from tasks.image_scan import scan_images
+    from tasks.validation.image_scan import scan_images
 
     run_dir = Path(run_dir)
     validation_dir = run_dir / "validation"

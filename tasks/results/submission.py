@@ -12,7 +12,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from tasks.dataset import Target
+from tasks.data.dataset import Target
 from tasks.io import atomic_write_text
 
 
@@ -69,8 +69,8 @@ def write_run_submission(
     Test images that validation found undecodable (``image_ok`` False) still get a row: the
     documented fallback class for the target (the most frequent labelled class) when one is given.
     """
-    from tasks.dataset import image_ok_flags, read_samples
-    from tasks.predictions import read_predictions, test_predictions
+    from tasks.data.dataset import image_ok_flags, read_samples
+    from tasks.results.predictions import read_predictions, test_predictions
 
     samples = read_samples(samples_path)
     test = samples[samples["split"] == "test"]

@@ -76,7 +76,7 @@ def fit_baseline(kind: str, features: np.ndarray, labels: np.ndarray, settings: 
 def load_feature_matrix(path: Path) -> np.ndarray:
     """Pixel features (.npy) or cached backbone embeddings (.npz, clean views), as a 2-D matrix."""
     if Path(path).suffix == ".npz":
-        from tasks.embeddings import load_embeddings
+        from tasks.models.embeddings import load_embeddings
 
         clean = load_embeddings(path)["clean"]
         return clean.reshape(len(clean), -1)
@@ -94,8 +94,8 @@ def train_baseline(
     """
     import joblib
 
-    from tasks.predictions import scored_rows, write_predictions
-    from tasks.splitting import ROLE_TRAIN, read_table
+    from tasks.results.predictions import scored_rows, write_predictions
+    from tasks.data.splitting import ROLE_TRAIN, read_table
 
     table = read_table(table_path)
     matrix = load_feature_matrix(features_path)

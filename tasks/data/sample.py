@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from tasks.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, families_of
+from tasks.data.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, families_of
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "ring", "cross")
 #: Marker written last: its presence means the folder is a complete sample of these settings.

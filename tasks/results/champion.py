@@ -268,7 +268,7 @@ def expected_test_filenames(run_dir: Path) -> list[str]:
 
 def build_champion(run_dir: Path, staging: Path, record: dict[str, Any]) -> dict[str, Any]:
     """Fill ``staging`` with the run's champion files; the submission is checked as it is published."""
-    from tasks.submission import publish_submission
+    from tasks.results.submission import publish_submission
 
     run_dir = Path(run_dir)
     staging.mkdir(parents=True, exist_ok=False)
@@ -428,7 +428,7 @@ def promote_run(
     A submission that fails its checks stops the promotion with `SubmissionError` (the old champion
     and its submission are untouched) and is recorded as kept.
     """
-    from tasks.submission import SubmissionError
+    from tasks.results.submission import SubmissionError
 
     run_dir = Path(run_dir).resolve()
     with champion_lock(output_dir):

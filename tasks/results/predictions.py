@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.io import atomic_write_text
-from tasks.splitting import ROLE_HOLDOUT, ROLE_TEST
+from tasks.data.splitting import ROLE_HOLDOUT, ROLE_TEST
 
 PREDICTION_COLUMNS = ["filename", "split", "role", "pred"]
 

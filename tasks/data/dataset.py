@@ -206,7 +206,7 @@ def write_samples(samples: pd.DataFrame, path: Path) -> Path:
 
 def read_samples(path: Path) -> pd.DataFrame:
     """Read a table written by `write_samples`, with nullable integer labels."""
-    # "role" exists only in the role-annotated table (tasks.splitting); absent keys are ignored.
+    # "role" exists only in the role-annotated table (tasks.data.splitting); absent keys are ignored.
     frame = pd.read_csv(path, dtype={"split": str, "filename": str, "path": str, "role": str})
     for target in TARGETS:
         frame[target] = frame[target].astype("Int64")

@@ -1,6 +1,6 @@
 """Transfer learning in two stages (Keras' fine-tuning guide, DESIGN §3).
 
-Stage 1 trains a new head on cached backbone features (`tasks.embeddings`), so the frozen
+Stage 1 trains a new head on cached backbone features (`tasks.models.embeddings`), so the frozen
 backbone never runs per epoch. Stage 2 puts the backbone under the trained head, unfreezes its
 top blocks (BatchNorm stays frozen and the backbone is called with ``training=False``) and
 fine-tunes at a low learning rate on augmented images. Both stages stop early on the macro-F1 of
@@ -23,9 +23,9 @@ import keras
 import numpy as np
 from sklearn.metrics import f1_score
 
-from tasks.backbones import save_weights_atomically
+from tasks.models.backbones import save_weights_atomically
 from tasks.io import atomic_write_json, fingerprint_text
-from tasks.transfer_settings import HeadKind, TransferSettings
+from tasks.models.transfer_settings import HeadKind, TransferSettings
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     """Adam, RMSprop or SGD (momentum 0.9) by name."""
@@ -149,7 +149,7 @@ class ProgressCallback(keras.callbacks.Callback):
 
 def progress_reporter(stage: int) -> Any:
     """The run's `training-progress` artifact for one stage."""
-    from tasks.report import ProgressReporter
+    from tasks.results.report import ProgressReporter
 
     return ProgressReporter(key="training-progress", description=f"transfer model, stage {stage}")
 
@@ -208,8 +208,8 @@ class TrainingRows:
 
 def plan_training_rows(table: Any, target: str, n_classes: int, settings: TransferSettings) -> TrainingRows:
     """Carve the validation slice from the TRAIN role, then resample what is left (train only)."""
-    from tasks.resampling import resample
-    from tasks.splitting import ROLE_TRAIN, carve_validation_slice
+    from tasks.models.resampling import resample
+    from tasks.data.splitting import ROLE_TRAIN, carve_validation_slice
 
     train = table[table["role"] == ROLE_TRAIN]
     fit, val = carve_validation_slice(train, target, settings.val_fraction, settings.seed)  # type: ignore[arg-type]
@@ -238,8 +238,8 @@ def image_dataset_for(table: Any, rows: np.ndarray, target: str | None, size: in
     With ``settings.image_cache`` and a ``cache_dir``, decoded images are kept on disk under a
     name derived from the rows and size, so later epochs skip JPEG decoding.
     """
-    from tasks.dataset import image_ok_flags
-    from tasks.images import make_image_dataset
+    from tasks.data.dataset import image_ok_flags
+    from tasks.models.images import make_image_dataset
 
     subset = table.loc[rows]
     labels = subset[target].astype(int).to_numpy() if target else None
@@ -256,7 +256,7 @@ def image_dataset_for(table: Any, rows: np.ndarray, target: str | None, size: in
 def fine_tune(model: keras.Model, backbone: keras.Model, table: Any, plan_rows: TrainingRows, target: str,
               size: int, settings: TransferSettings, folder: Path, jit_compile: bool) -> list[dict[str, float]]:
     """Stage 2, resumable: continues after the last completed epoch recorded in ``folder``."""
-    from tasks.backbones import unfreeze_top_blocks
+    from tasks.models.backbones import unfreeze_top_blocks
     from tasks.logs import get_logger
 
     logger = get_logger()
@@ -304,13 +304,13 @@ def train_transfer(
 ) -> dict[str, str]:
     """Both stages; writes predictions for the head-only and the fine-tuned model, the training
     history and the class counts before/after resampling. Returns model name -> predictions CSV."""
-    from tasks.backbones import build_backbone
-    from tasks.transfer_settings import resolve_input_size
-    from tasks.devices import distribution_scope, plan_devices
-    from tasks.embeddings import load_embeddings
+    from tasks.models.backbones import build_backbone
+    from tasks.models.transfer_settings import resolve_input_size
+    from tasks.models.devices import distribution_scope, plan_devices
+    from tasks.models.embeddings import load_embeddings
     from tasks.logs import get_logger
-    from tasks.predictions import scored_rows, write_predictions
-    from tasks.splitting import read_table
+    from tasks.results.predictions import scored_rows, write_predictions
+    from tasks.data.splitting import read_table
 
     logger = get_logger()
     keras.utils.set_random_seed(settings.seed)

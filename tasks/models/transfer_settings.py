@@ -8,7 +8,7 @@ from typing import Literal
 HeadKind = Literal["gap", "flatten-dense"]
 
 #: Default square input size per backbone. Kept here, free of Keras, so that a flow can key its
-#: caches without importing TensorFlow; `tasks.backbones` reads its specs' sizes from it.
+#: caches without importing TensorFlow; `tasks.models.backbones` reads its specs' sizes from it.
 DEFAULT_INPUT_SIZES: dict[str, int] = {"efficientnet_lite0": 224, "efficientnetv2s": 224, "mobilenetv2": 224}
 
 

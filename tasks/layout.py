@@ -1,0 +1,211 @@
+"""Where everything lives: the one place that names the files of a run and of an output directory.
+
+Every module asks these objects for paths instead of spelling file names itself, so the layout
+cannot drift between the writer and the reader (it did: the champion looked for ``samples.csv``
+in the run root while validation writes it under ``validation/``).
+
+    <output-dir>/
+      runs/<YYYYmmdd-HHMMSS>-<hex>/     a RunFolder (one per run)
+      cache/                            content-keyed caches: steps/, prefect-results/, image_scan/
+      sample/                           the embedded synthetic dataset
+      champion/                         the served champion (a RunFolder-like copy)
+      registry.jsonl                    one JSON line per champion decision
+
+A cached step's work folder (``cache/steps/<step>/<key>/``) has the same layout as a run folder
+for what it writes (``predictions/``, ``models/``, histories), so its outputs are adopted into the
+run folder by relative path.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The files of one run (or of a cached step's work folder, which shares the layout)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # --- validation/ -------------------------------------------------------------------------
+    @property
+    def validation(self) -> Path:
+        return self.root / "validation"
+
+    @property
+    def samples(self) -> Path:
+        """The validated sample table (every labelled and test image, with its role and flags)."""
+        return self.validation / "samples.csv"
+
+    @property
+    def classes(self) -> Path:
+        """The class names in info.json order, next to the samples they index."""
+        return self.validation / "classes.json"
+
+    @property
+    def validation_report(self) -> Path:
+        return self.validation / "report.json"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.validation / "quarantine.csv"
+
+    @property
+    def scan_list(self) -> Path:
+        return self.validation / "image_list.csv"
+
+    @property
+    def image_scan(self) -> Path:
+        return self.validation / "image_scan.csv"
+
+    @property
+    def data_docs(self) -> Path:
+        return self.validation / "data_docs"
+
+    @property
+    def gx(self) -> Path:
+        """Great Expectations' file context (suites, results) of this run."""
+        return self.validation / "gx"
+
+    @property
+    def validation_summary(self) -> Path:
+        return self.validation / "summary.html"
+
+    # --- split and training -----------------------------------------------------------------
+    @property
+    def split(self) -> Path:
+        """Role of every labelled image (train / holdout), carved before any resampling."""
+        return self.root / "split.csv"
+
+    @property
+    def table(self) -> Path:
+        """samples + split roles: what every model step reads."""
+        return self.root / "table.csv"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions"
+
+    def predictions_of(self, model: str) -> Path:
+        """One model's hold-out and test predictions."""
+        return self.predictions / f"{model}.csv"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def training_history(self) -> Path:
+        return self.root / "training_history.json"
+
+    @property
+    def resampling(self) -> Path:
+        return self.root / "resampling.json"
+
+    @property
+    def transfer_state(self) -> Path:
+        """Stage-2 resume state (epoch, best score), next to its checkpoints."""
+        return self.models / "state.json"
+
+    @property
+    def best_weights(self) -> Path:
+        return self.models / "best.weights.h5"
+
+    @property
+    def last_weights(self) -> Path:
+        return self.models / "last.weights.h5"
+
+    # --- results ----------------------------------------------------------------------------
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def submission(self) -> Path:
+        return self.root / "submission.csv"
+
+    @property
+    def champion_decision(self) -> Path:
+        return self.root / "champion_decision.json"
+
+    @property
+    def champion_record(self) -> Path:
+        """Only in the champion folder: which run, model and scores it serves."""
+        return self.root / "champion.json"
+
+
+@dataclass(frozen=True)
+class OutputDir:
+    """The output directory: run folders, caches, the sample, the champion and its registry."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def steps(self) -> Path:
+        """Content-keyed work folders of the expensive steps."""
+        return self.cache / "steps"
+
+    def step(self, name: str, key: str) -> Path:
+        return self.steps / name / key
+
+    @property
+    def prefect_results(self) -> Path:
+        return self.cache / "prefect-results"
+
+    @property
+    def image_scan_cache(self) -> Path:
+        return self.cache / "image_scan"
+
+    @property
+    def sample(self) -> Path:
+        return self.root / "sample"
+
+    @property
+    def champion(self) -> RunFolder:
+        return RunFolder(self.root / "champion")
+
+    @property
+    def registry(self) -> Path:
+        return self.root / "registry.jsonl"
+
+    @property
+    def champion_lock(self) -> Path:
+        return self.root / ".champion.lock"
+
+    def new_run(self) -> RunFolder:
+        """Create ``runs/<YYYYmmdd-HHMMSS>-<6 hex>/``; names sort by start time (UTC)."""
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        folder = RunFolder(self.runs / f"{stamp}-{secrets.token_hex(3)}")
+        folder.root.mkdir(parents=True, exist_ok=False)
+        return folder
+
+
+def output_dir_of(run_dir: Path) -> OutputDir:
+    """The output directory a run folder belongs to (``<output-dir>/runs/<id>``)."""
+    return OutputDir(Path(run_dir).resolve().parent.parent)
+
+
+def new_run_dir(output_dir: Path) -> Path:
+    """Create a new run folder under ``output_dir`` and return its path."""
+    return OutputDir(output_dir).new_run().root

@@ -1,0 +1,1 @@
+"""Results stage: predictions, evaluation, submission, plots, report and the champion gate."""
