@@ -19,8 +19,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 
 from flows.caching import (
-    FingerprintPolicy,
-    adopt_outputs,
     remember_validation,
     result_storage_block,
     reuse_validation,
@@ -29,73 +27,35 @@ from flows.caching import (
 )
 from flows.cli import fail, parse_model, quiet_environment
 from flows.notify import notify_on_failure
-from flows.retries import IO_RETRIES, TRAINING_RETRIES, is_first_attempt, retry_on_transient
 from flows.runners import make_task_runner
 from flows.params import PipelineParams
-from tasks.models.baselines import BaselineSettings, train_baseline
-from tasks.results.champion import GateSettings, promote_run
+from flows.steps import (
+    adopt_task,
+    artifacts_task,
+    baseline_task,
+    download_task,
+    embeddings_task,
+    evaluate_task,
+    gate_task,
+    kaggle_submit_task,
+    pixel_features_task,
+    plots_task,
+    prepare_sample_task,
+    split_task,
+    submission_task,
+    transfer_task,
+)
+from tasks.models.baselines import BaselineSettings
+from tasks.results.champion import GateSettings
 from tasks.data.dataset import check_data_dir, data_fingerprint, read_classes_json
-from tasks.kaggle import KaggleCredentialsMissing, download_competition, require_credentials, submit_champion
-from tasks.results.plots import make_run_plots
-from tasks.results.report import publish_run_artifacts
-from tasks.models.embeddings import EmbeddingSpec, compute_embeddings
-from tasks.results.evaluation import evaluate_models, format_comparison
-from tasks.models.features import pixel_features
+from tasks.kaggle import KaggleCredentialsMissing, require_credentials
+from tasks.models.embeddings import EmbeddingSpec
+from tasks.results.evaluation import format_comparison
 from tasks.layout import new_run_dir
-from tasks.data.sample import SampleSpec, ensure_sample
-from tasks.data.splitting import split_dataset
-from tasks.results.submission import write_run_submission
+from tasks.data.sample import SampleSpec
 from tasks.models.transfer_settings import TransferSettings, resolve_input_size, seed_faithful_preset
 from tasks.logs import get_logger
 from tasks.validation import ValidationReport, publish_artifact
-
-# The modules whose source is part of each cached step's key (code changes invalidate the cache).
-EMBEDDING_MODULES = ("tasks.models.embeddings", "tasks.models.images", "tasks.models.backbones")
-BASELINE_MODULES = ("tasks.models.baselines", "tasks.results.predictions")
-TRANSFER_MODULES = ("tasks.models.transfer", "tasks.models.transfer_settings", "tasks.models.resampling", "tasks.models.images", "tasks.models.backbones")
-
-# Thin task wrappers: names for the UI, retries where I/O can fail transiently, and cross-run
-# caching (flows.caching) for the expensive steps.
-io_retries: dict[str, Any] = IO_RETRIES
-# Feature steps read many files but mostly compute: retry only what a retry can fix.
-read_retries: dict[str, Any] = {**IO_RETRIES, "retry_condition_fn": retry_on_transient}
-prepare_sample_task = task(ensure_sample, name="prepare-sample", **io_retries)
-split_task = task(split_dataset, name="split-holdout")
-pixel_features_task = task(
-    pixel_features, name="pixel-features", **read_retries,
-    cache_policy=FingerprintPolicy(modules=("tasks.models.features",)), persist_result=True,
-)
-embeddings_task = task(
-    compute_embeddings, name="backbone-features", **read_retries,
-    cache_policy=FingerprintPolicy(modules=EMBEDDING_MODULES), persist_result=True,
-)
-baseline_task = task(
-    train_baseline, name="train-baseline", task_run_name="train-{feature_name}-{kind}", **TRAINING_RETRIES,
-    cache_policy=FingerprintPolicy(modules=BASELINE_MODULES), persist_result=True,
-)
-adopt_task = task(adopt_outputs, name="collect-outputs")
-evaluate_task = task(evaluate_models, name="evaluate-holdout")
-submission_task = task(write_run_submission, name="write-submission")
-plots_task = task(make_run_plots, name="draw-plots")
-gate_task = task(promote_run, name="champion-gate")  # no retries: each decision is recorded once
-artifacts_task = task(publish_run_artifacts, name="publish-artifacts")
-download_task = task(download_competition, name="kaggle-download", **io_retries)
-kaggle_submit_task = task(submit_champion, name="kaggle-submit", **io_retries)
-
-
-@task(name="train-transfer", **TRAINING_RETRIES, cache_policy=FingerprintPolicy(modules=TRANSFER_MODULES), persist_result=True)
-def transfer_task(
-    table: Path, embeddings: Path, settings: TransferSettings, target: str, n_classes: int, out_dir: Path,
-    cache_dir: Path, refresh: bool = False,
-) -> dict[str, str]:
-    """Both transfer stages (imports Keras only when a run needs it, so the CLI starts fast).
-
-    A retry after a transient error resumes from the stage-2 checkpoint, even under --refresh.
-    """
-    from tasks.models.transfer import train_transfer
-
-    return train_transfer(table, embeddings, settings, target, n_classes, out_dir, cache_dir, refresh and is_first_attempt())
-
 
 def resolve_data_dir(params: PipelineParams) -> Path:
     """The user's data directory (downloaded first with --download), or the embedded sample."""
@@ -166,7 +126,7 @@ def run_stages(params: PipelineParams) -> dict[str, Any]:
     if params.baselines:
         pixels = pixel_features_task.with_options(**cached)(table, params.pixel_size, cache_dir, refresh=params.refresh)
         for kind in params.baselines:
-            out = step_dir(cache_dir, "baseline", BASELINE_MODULES, kind=kind, table=table, features=pixels,
+            out = step_dir(cache_dir, "baseline", baseline_task.fn, kind=kind, table=table, features=pixels,
                            target=params.target, settings=baseline_settings(params))
             futures[f"pixels_{kind}"] = baseline_task.with_options(**cached).submit(
                 kind, "pixels", table, pixels, out, params.target, baseline_settings(params)
@@ -179,14 +139,14 @@ def run_stages(params: PipelineParams) -> dict[str, Any]:
         # Embedding classifiers: kernel SVM on raw features wants gamma="scale", not the pixel gamma.
         embed_settings = replace(baseline_settings(params), svm_gamma="scale", svm_c=1.0, rf_max_depth=None)
         for kind in params.embedding_baselines:
-            out = step_dir(cache_dir, "baseline", BASELINE_MODULES, kind=kind, table=table, features=embeddings,
+            out = step_dir(cache_dir, "baseline", baseline_task.fn, kind=kind, table=table, features=embeddings,
                            target=params.target, settings=embed_settings)
             futures[f"{settings.backbone}_{kind}"] = baseline_task.with_options(**cached).submit(
                 kind, settings.backbone, table, embeddings, out, params.target, embed_settings
             )
             step_outputs.append(out)
         if params.transfer:
-            out = step_dir(cache_dir, "transfer", TRANSFER_MODULES, table=table, embeddings=embeddings,
+            out = step_dir(cache_dir, "transfer", "tasks.models.transfer", table=table, embeddings=embeddings,
                            settings=settings, target=params.target)
             transfer_outputs = transfer_task.with_options(**cached)(
                 table, embeddings, settings, params.target, n_classes, out, cache_dir, refresh=params.refresh
