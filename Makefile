@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export MPLBACKEND ?= Agg
 export GX_ANALYTICS_ENABLED ?= false
 
-.PHONY: run test install clean
+.PHONY: run test test-fast lint format install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,23 @@ install: $(STAMP)
 run: install
 	$(BIN)/python -m flows.full $(ARGS)
 
+# Everything, slow end-to-end and real-server tests included (what CI runs).
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The quick lane while editing: everything not marked slow.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# ruff (format check + lint) and mypy on the pipeline's code.
+lint: install
+	$(BIN)/ruff format --check tasks flows deployments expectations tests benchmarks
+	$(BIN)/ruff check tasks flows deployments expectations tests benchmarks
+	$(BIN)/mypy tasks flows
+
+format: install
+	$(BIN)/ruff format tasks flows deployments expectations tests benchmarks
+	$(BIN)/ruff check --fix tasks flows deployments expectations tests benchmarks
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -59,7 +59,11 @@ def time_build_in_fresh_process(cache_dir: Path) -> dict[str, float]:
     )
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     timing = json.loads(result.stdout.strip().splitlines()[-1])
@@ -69,7 +73,7 @@ def time_build_in_fresh_process(cache_dir: Path) -> dict[str, float]:
 
 def time_lite0_build_steps(cache_dir: Path, repeats: int = 3) -> dict[str, float]:
     """Median seconds of each step of a Lite0 build, to show where cold and warm builds differ."""
-    from tasks.models import backbones
+    from tasks.models import lite0 as backbones  # the Lite0 port and its converted-weights cache
     from tasks.models.torch_pickle import load_torch_state_dict
 
     source = backbones.lite0_weights_file()
@@ -99,8 +103,10 @@ def print_throughput_table(rows: list[tuple[str, int, dict[str, float]]], batch:
     print("|---|---|---|---|---|")
     for name, size, r in rows:
         print(f"| {name} | {size} | {r['weights']} | {r['images_per_s']:.1f} | {r['best_images_per_s']:.1f} |")
-    print("(keras.applications backbones use random weights here: their ImageNet weights need a "
-          "download, and speed does not depend on weight values.)")
+    print(
+        "(keras.applications backbones use random weights here: their ImageNet weights need a "
+        "download, and speed does not depend on weight values.)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,11 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     extra: list[str] = []
     if "--" in argv:
         split = argv.index("--")
-        argv, extra = argv[:split], argv[split + 1:]
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_orchestration",
-                                     description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--output-dir", type=Path, default=None,
-                        help="output directory for both runs (must not exist; default: a temporary one)")
+        argv, extra = argv[:split], argv[split + 1 :]
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_orchestration", description=(__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="output directory for both runs (must not exist; default: a temporary one)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the output directory and logs")
     args = parser.parse_args(argv)
 

@@ -16,8 +16,8 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -42,7 +42,9 @@ def make_photos(folder: Path, n: int) -> list[str]:
     from tasks.data.sample import SampleSpec, generate_sample
 
     per_family = max(3, -(-n // 50))
-    data = generate_sample(folder / "data", SampleSpec(per_family=per_family, test_per_family=1, min_side=300, max_side=500))
+    data = generate_sample(
+        folder / "data", SampleSpec(per_family=per_family, test_per_family=1, min_side=300, max_side=500)
+    )
     paths = sorted(str(p) for split in ("train", "val") for p in (data / "public" / split).iterdir())
     return paths[:n]
 
@@ -87,7 +89,9 @@ def bench_stage1(paths: list[str], repeats: int) -> dict[str, float]:
     labels = np.arange(len(subset)) % 8
     backbone = build_backbone("efficientnet_lite0", input_size=SIZE)
     backbone.trainable = False
-    features = np.concatenate([np.asarray(backbone.predict_on_batch(b)) for b in make_image_dataset(subset, None, SIZE, BATCH)])
+    features = np.concatenate(
+        [np.asarray(backbone.predict_on_batch(b)) for b in make_image_dataset(subset, None, SIZE, BATCH)]
+    )
     head = build_head(features.shape[1:], 8, "gap", 0.2, 512)
     compile_for_training(head, "adam", 1e-3)
     cached = median_seconds(lambda: head.fit(features, labels, batch_size=BATCH, epochs=1, verbose=0), repeats)
@@ -106,13 +110,19 @@ def bench_prediction(paths: list[str], repeats: int) -> dict[str, float]:
     from tasks.models.transfer import build_finetune_model, build_head
 
     subset = paths[:512]
-    model = build_finetune_model(build_backbone("efficientnet_lite0", input_size=SIZE), build_head((1280,), 8, "gap", 0.2, 512), SIZE)
+    model = build_finetune_model(
+        build_backbone("efficientnet_lite0", input_size=SIZE), build_head((1280,), 8, "gap", 0.2, 512), SIZE
+    )
     import tensorflow as tf
 
     # The bare forward pass: the same predict loop over tensors already decoded and in memory.
-    in_memory = tf.data.Dataset.from_tensor_slices(
-        np.concatenate([batch.numpy() for batch in make_image_dataset(subset, None, SIZE, BATCH)])
-    ).batch(BATCH).cache()
+    in_memory = (
+        tf.data.Dataset.from_tensor_slices(
+            np.concatenate([batch.numpy() for batch in make_image_dataset(subset, None, SIZE, BATCH)])
+        )
+        .batch(BATCH)
+        .cache()
+    )
     model.predict(in_memory, verbose=0)  # warm-up: tracing, and fills the in-memory cache
     bare = median_seconds(lambda: model.predict(in_memory, verbose=0), repeats)
     dataset = make_image_dataset(subset, None, SIZE, BATCH)
@@ -131,15 +141,21 @@ def main() -> None:
         paths = make_photos(Path(tmp), args.images)
         print(f"{len(paths)} JPEGs of 300-500 px, output {SIZE}x{SIZE}, batch {BATCH}, {os.cpu_count()} CPU cores")
         a = bench_input_pipeline(paths, args.repeats)
-        print(f"(a) naive PIL loop {a['naive_ips']:.0f} img/s | tf.data {a['tfdata_ips']:.0f} img/s "
-              f"(x{a['tfdata_ips'] / a['naive_ips']:.2f}) | tf.data from disk cache {a['tfdata_cached_ips']:.0f} img/s "
-              f"(x{a['tfdata_cached_ips'] / a['naive_ips']:.2f})")
+        print(
+            f"(a) naive PIL loop {a['naive_ips']:.0f} img/s | tf.data {a['tfdata_ips']:.0f} img/s "
+            f"(x{a['tfdata_ips'] / a['naive_ips']:.2f}) | tf.data from disk cache {a['tfdata_cached_ips']:.0f} img/s "
+            f"(x{a['tfdata_cached_ips'] / a['naive_ips']:.2f})"
+        )
         b = bench_stage1(paths, args.repeats)
-        print(f"(b) stage-1 epoch over {b['images']} images: cached features {b['cached_epoch_s']:.2f} s | frozen backbone "
-              f"{b['frozen_backbone_epoch_s']:.1f} s (x{b['frozen_backbone_epoch_s'] / b['cached_epoch_s']:.0f} faster cached)")
+        print(
+            f"(b) stage-1 epoch over {b['images']} images: cached features {b['cached_epoch_s']:.2f} s | frozen backbone "
+            f"{b['frozen_backbone_epoch_s']:.1f} s (x{b['frozen_backbone_epoch_s'] / b['cached_epoch_s']:.0f} faster cached)"
+        )
         c = bench_prediction(paths, args.repeats)
-        print(f"(c) prediction: bare forward pass {c['bare_ips']:.0f} img/s | from files via tf.data "
-              f"{c['pipeline_ips']:.0f} img/s ({100 * c['pipeline_ips'] / c['bare_ips']:.0f}% of bare)")
+        print(
+            f"(c) prediction: bare forward pass {c['bare_ips']:.0f} img/s | from files via tf.data "
+            f"{c['pipeline_ips']:.0f} img/s ({100 * c['pipeline_ips'] / c['bare_ips']:.0f}% of bare)"
+        )
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ def write_csv_dataset(root: Path, rows: int, seed: int = 0) -> Path:
 
 def bench_csv_suites(workdir: Path, rows: int, repeats: int) -> dict[str, float]:
     """Seconds for validate_csvs on ``rows`` train+val rows (median of ``repeats``)."""
-    from tasks.validation import ValidationSettings, validate_csvs
+    from tasks.validation.settings import ValidationSettings
+    from tasks.validation.stages import validate_csvs
 
     data = write_csv_dataset(workdir / "csv-data", rows)
     started = time.perf_counter()
@@ -71,11 +72,12 @@ def bench_csv_suites(workdir: Path, rows: int, repeats: int) -> dict[str, float]
 
 def write_image_files(folder: Path, files: int, distinct: int = 200, seed: int = 0) -> Path:
     """``files`` JPEGs: ``distinct`` rendered sample images, each written under many names."""
-    from tasks.data.sample import SampleSpec, render_image
+    from tasks.data.sample import render_image
+    from tasks.data.settings import DataSettings
 
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    spec = SampleSpec()
+    spec = DataSettings().sample_spec()
     import io
 
     blobs = []
@@ -117,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="CSV suite repetitions (median reported)")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args(argv)
-    for key, value in {"GX_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}.items():
+    for key, value in {
+        "GX_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }.items():
         os.environ.setdefault(key, value)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-validation-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -126,13 +131,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CSV suites on {args.rows:,} train+val rows (train_csv, val_csv, test_csv, class_balance):", flush=True)
         csv = bench_csv_suites(workdir, args.rows, args.repeats)
         print(f"  great_expectations import: {csv['import_s']:.1f} s (once per process)")
-        print(f"  validate_csvs: {csv['seconds']:.2f} s median of {args.repeats} "
-              f"({', '.join(f'{t:.2f}' for t in csv['all'])}) = {args.rows / csv['seconds']:,.0f} rows/s")
+        print(
+            f"  validate_csvs: {csv['seconds']:.2f} s median of {args.repeats} "
+            f"({', '.join(f'{t:.2f}' for t in csv['all'])}) = {args.rows / csv['seconds']:,.0f} rows/s"
+        )
         print(f"Image scan of {args.files:,} small JPEGs:", flush=True)
         for executor, r in bench_image_scan(workdir, args.files).items():
-            print(f"  {executor:7s} x{int(r['workers'])}: cold {r['cold']:.2f} s ({args.files / r['cold']:,.0f} files/s), "
-                  f"warm {r['warm']:.2f} s ({args.files / r['warm']:,.0f} files/s), "
-                  f"warm is {r['cold'] / r['warm']:.1f}x faster")
+            print(
+                f"  {executor:7s} x{int(r['workers'])}: cold {r['cold']:.2f} s ({args.files / r['cold']:,.0f} files/s), "
+                f"warm {r['warm']:.2f} s ({args.files / r['warm']:,.0f} files/s), "
+                f"warm is {r['cold'] / r['warm']:.1f}x faster"
+            )
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

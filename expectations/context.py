@@ -6,23 +6,25 @@ folder. We want nothing written outside the run folder, no analytics, no progres
 logs, and results that several Prefect tasks (each with its own context) add to the same Data
 Docs. So the context is ephemeral (no ``great_expectations.yml``) but its expectation and
 validation-result stores and its one Data Docs site are folders under the run's
-``validation/`` folder; every context made on the same folders sees the same suites and results.
+``validation/`` folder (``tasks.layout.RunFolder`` names them); every context made on the same
+run folder sees the same suites and results.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 import expectations.custom  # noqa: F401  (registers the custom Expectations before any load)
+from tasks.layout import RunFolder
 
 DOCS_SITE = "validation"
 
 
-def make_context(gx_dir: Path, docs_dir: Path) -> Any:
+def make_context(run: RunFolder) -> Any:
     """An offline, quiet GX context whose stores and Data Docs are folders of this run."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
@@ -33,12 +35,13 @@ def make_context(gx_dir: Path, docs_dir: Path) -> Any:
 
     defaults = InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
     stores = dict(defaults.stores)
-    for name, folder in ((defaults.expectations_store_name, "expectations"),
-                         (defaults.validation_results_store_name, "validations")):
+    for name, folder in (
+        (defaults.expectations_store_name, run.gx_expectations),
+        (defaults.validation_results_store_name, run.gx_validations),
+    ):
         stores[name] = {
             "class_name": stores[name]["class_name"],
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                              "base_directory": str(Path(gx_dir).resolve() / folder)},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(folder.resolve())},
         }
     config = DataContextConfig(
         store_backend_defaults=defaults,
@@ -49,8 +52,10 @@ def make_context(gx_dir: Path, docs_dir: Path) -> Any:
             DOCS_SITE: {
                 "class_name": "SiteBuilder",
                 "show_how_to_buttons": False,
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                                  "base_directory": str(Path(docs_dir).resolve())},
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(run.data_docs.resolve()),
+                },
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             }
         },
@@ -77,11 +82,13 @@ def validate_frame(
     name = suite.name
     suite = context.suites.add_or_update(suite)
     source = context.data_sources.add_or_update_pandas("in_memory")
-    asset = (source.get_asset(name) if name in source.get_asset_names()
-             else source.add_dataframe_asset(name))
+    asset = source.get_asset(name) if name in source.get_asset_names() else source.add_dataframe_asset(name)
     batch_name = f"{name}_batch"
-    batch = (asset.get_batch_definition(batch_name) if any(b.name == batch_name for b in asset.batch_definitions)
-             else asset.add_batch_definition_whole_dataframe(batch_name))
+    batch = (
+        asset.get_batch_definition(batch_name)
+        if any(b.name == batch_name for b in asset.batch_definitions)
+        else asset.add_batch_definition_whole_dataframe(batch_name)
+    )
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=name, data=batch, suite=suite)
     )
@@ -94,7 +101,7 @@ def validate_frame(
     if run_name:
         from great_expectations.core.run_identifier import RunIdentifier
 
-        run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(timezone.utc))
+        run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
     return definition.run(batch_parameters={"dataframe": frame}, result_format=result_format, run_id=run_id)
 
 

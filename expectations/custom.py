@@ -13,7 +13,7 @@ imports it, so ``import expectations`` is enough.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
+from typing import Any, ClassVar, Optional, Union
 
 import pandas as pd
 from great_expectations.compatibility import pydantic
@@ -23,7 +23,7 @@ from great_expectations.expectations.expectation import ColumnAggregateExpectati
 _VALUE_COUNTS = "column.value_counts"
 
 
-def _counts_of(metrics: Dict) -> pd.Series:
+def _counts_of(metrics: dict) -> pd.Series:
     counts = metrics[_VALUE_COUNTS]
     return counts if isinstance(counts, pd.Series) else pd.Series(counts)
 
@@ -41,20 +41,20 @@ class ExpectColumnValueCountsToBeAtLeast(ColumnAggregateExpectation):
     value is the smallest count.
     """
 
-    value_set: List[Any] = pydantic.Field(description="Values (classes) that must occur.")
+    value_set: list[Any] = pydantic.Field(description="Values (classes) that must occur.")
     min_count: int = pydantic.Field(1, ge=0, description="Minimum rows per value.")
     description: Union[str, None] = "Every class occurs at least `min_count` times."
 
-    metric_dependencies: ClassVar[Tuple[str, ...]] = (_VALUE_COUNTS,)
-    success_keys: ClassVar[Tuple[str, ...]] = ("value_set", "min_count")
-    args_keys: ClassVar[Tuple[str, ...]] = ("column", "value_set", "min_count")
+    metric_dependencies: ClassVar[tuple[str, ...]] = (_VALUE_COUNTS,)
+    success_keys: ClassVar[tuple[str, ...]] = ("value_set", "min_count")
+    args_keys: ClassVar[tuple[str, ...]] = ("column", "value_set", "min_count")
 
     def _validate(
         self,
-        metrics: Dict,
+        metrics: dict,
         runtime_configuration: Optional[dict] = None,
         execution_engine: Optional[Any] = None,
-    ) -> Dict[str, Any]:
+    ) -> dict[str, Any]:
         counts = _counts_of(metrics)
         observed = {_plain(k): int(v) for k, v in counts.items()}
         min_count = int(self.configuration.kwargs.get("min_count", 1))
@@ -82,16 +82,16 @@ class ExpectColumnImbalanceRatioToBeLessThan(ColumnAggregateExpectation):
     max_ratio: float = pydantic.Field(gt=0, description="Largest allowed largest/smallest ratio.")
     description: Union[str, None] = "Largest class / smallest class is at most `max_ratio`."
 
-    metric_dependencies: ClassVar[Tuple[str, ...]] = (_VALUE_COUNTS,)
-    success_keys: ClassVar[Tuple[str, ...]] = ("max_ratio",)
-    args_keys: ClassVar[Tuple[str, ...]] = ("column", "max_ratio")
+    metric_dependencies: ClassVar[tuple[str, ...]] = (_VALUE_COUNTS,)
+    success_keys: ClassVar[tuple[str, ...]] = ("max_ratio",)
+    args_keys: ClassVar[tuple[str, ...]] = ("column", "max_ratio")
 
     def _validate(
         self,
-        metrics: Dict,
+        metrics: dict,
         runtime_configuration: Optional[dict] = None,
         execution_engine: Optional[Any] = None,
-    ) -> Dict[str, Any]:
+    ) -> dict[str, Any]:
         counts = _counts_of(metrics)
         counts = counts[counts > 0]
         if counts.empty:

@@ -1,6 +1,6 @@
 """The data-validation suites, built in code (one function per suite).
 
-Each suite validates one table that ``tasks.validation`` prepares from the raw files:
+Each suite validates one table that ``tasks.validation.tables`` prepares from the raw files:
 
 ============== ================================================ ==============================
 suite          table (one row per ...)                          severity of a failure
@@ -13,9 +13,9 @@ images         referenced image file (the image scan's table)   warning per file
                                                                 unusable files is critical
 ============== ================================================ ==============================
 
-Derived columns (their names start with ``_``) are computed by ``tasks.validation`` because
-row-wise comparisons of two columns are far faster in GX than set-of-pairs checks: checking
-fine->coarse with ``ExpectColumnPairValuesToBeInSet`` took ~5 s on 200k rows, the derived
+Derived columns (their names start with ``_``; ``tasks.data.columns`` names them) are computed
+by ``tasks.validation.tables`` because row-wise comparisons of two columns are far faster in GX
+than set-of-pairs checks: checking fine->coarse with ``ExpectColumnPairValuesToBeInSet`` took ~5 s on 200k rows, the derived
 column plus ``ExpectColumnPairValuesToBeEqual`` ~0.4 s (DESIGN §9).
 
 Every Expectation carries ``meta["rule"]``, a one-line statement of the rule that failure
@@ -24,28 +24,27 @@ messages and the Prefect artifact quote.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import expectations.custom as custom
-
-# Columns of the raw CSVs.
-LABELLED_COLUMNS: tuple[str, ...] = ("filename", "fine", "coarse")
-# Derived columns of the CSV tables.
-ROW = "_row"  # 1-based data row; the file line is ROW + 1 (the header is line 1)
-ALSO_IN = "_also_in"  # the other split(s) whose CSV lists the same filename, else null
-INT_SUFFIX = "_int"  # "_coarse_int": the label as a number when it is a whole number, else null
-IN_RANGE_SUFFIX = "_in_range"  # "_coarse_in_range": the label when it is a valid class index
-TAXONOMY_COARSE = "_taxonomy_coarse"  # coarse class of the row's fine label in the known taxonomy
-FAMILY_COARSE = "_family_coarse"  # the coarse class most rows of this family carry (train+val)
-DERIVED_CSV_COLUMNS: tuple[str, ...] = (
-    ROW, ALSO_IN, "_fine_int", "_coarse_int", "_fine_in_range", "_coarse_in_range",
-    TAXONOMY_COARSE, FAMILY_COARSE,
+from tasks.data.columns import (  # noqa: F401  (re-exported: the suites' column names)
+    ALSO_IN,
+    DERIVED_CSV_COLUMNS,
+    FAMILY_COARSE,
+    IN_RANGE_SUFFIX,
+    INT_SUFFIX,
+    LABELLED_COLUMNS,
+    PIXELS,
+    ROW,
+    SHORT_SIDE,
+    TAXONOMY_COARSE,
+    USABLE_LABELLED,
+    USABLE_TEST,
+    in_range_column,
+    int_column,
+    name_column,
 )
-# Derived columns of the image table.
-SHORT_SIDE = "_short_side"
-PIXELS = "_pixels"
-USABLE_LABELLED = "_usable_train_val"  # True/False for train+val images, null for test images
-USABLE_TEST = "_usable_test"  # True/False for test images, null for train+val images
 
 #: A plain file name inside its split folder (the same rule as tasks.data.dataset.unsafe_filename_reason):
 #: no path separator, no NUL, not "." or anything starting with "..", no surrounding whitespace.
@@ -75,21 +74,23 @@ def filename_expectations(split: str) -> list[Any]:
     import great_expectations.expectations as gxe
 
     return [
-        _with_rule(gxe.ExpectColumnValuesToNotBeNull(column="filename"),
-                   f"{split}.csv: every row has a filename"),
-        _with_rule(gxe.ExpectColumnValuesToBeUnique(column="filename"),
-                   f"{split}.csv: no filename is listed twice"),
-        _with_rule(gxe.ExpectColumnValuesToMatchRegex(column="filename", regex=SAFE_FILENAME_REGEX),
-                   f"{split}.csv: filenames are plain file names (no '/', '\\', '..', NUL or "
-                   f"surrounding spaces), so they cannot point outside public/{split}/"),
+        _with_rule(gxe.ExpectColumnValuesToNotBeNull(column="filename"), f"{split}.csv: every row has a filename"),
+        _with_rule(gxe.ExpectColumnValuesToBeUnique(column="filename"), f"{split}.csv: no filename is listed twice"),
+        _with_rule(
+            gxe.ExpectColumnValuesToMatchRegex(column="filename", regex=SAFE_FILENAME_REGEX),
+            f"{split}.csv: filenames are plain file names (no '/', '\\', '..', NUL or "
+            f"surrounding spaces), so they cannot point outside public/{split}/",
+        ),
     ]
 
 
 def row_count_expectation(split: str, min_rows: int, max_rows: int) -> Any:
     import great_expectations.expectations as gxe
 
-    return _with_rule(gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=max_rows),
-                      f"{split}.csv has between {min_rows:,} and {max_rows:,} rows")
+    return _with_rule(
+        gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=max_rows),
+        f"{split}.csv has between {min_rows:,} and {max_rows:,} rows",
+    )
 
 
 def build_labelled_csv_suite(
@@ -112,45 +113,65 @@ def build_labelled_csv_suite(
     import great_expectations.expectations as gxe
 
     items: list[Any] = [
-        _with_rule(gxe.ExpectTableColumnsToMatchSet(column_set=[*LABELLED_COLUMNS, *DERIVED_CSV_COLUMNS],
-                                                    exact_match=True),
-                   f"{split}.csv has exactly the columns filename,fine,coarse"),
+        _with_rule(
+            gxe.ExpectTableColumnsToMatchSet(column_set=[*LABELLED_COLUMNS, *DERIVED_CSV_COLUMNS], exact_match=True),
+            f"{split}.csv has exactly the columns filename,fine,coarse",
+        ),
         row_count_expectation(split, min_rows, max_rows),
         *filename_expectations(split),
     ]
     for target, n_classes in (("coarse", n_coarse), ("fine", n_fine)):
         items += [
-            _with_rule(gxe.ExpectColumnValuesToNotBeNull(column=target),
-                       f"{split}.csv: every row has a {target} label"),
-            _with_rule(gxe.ExpectColumnValuesToMatchRegex(column=target, regex=INTEGER_REGEX),
-                       f"{split}.csv: {target} labels are whole numbers"),
-            _with_rule(gxe.ExpectColumnValuesToBeBetween(column=f"_{target}{INT_SUFFIX}", min_value=0,
-                                                         max_value=n_classes - 1,
-                                                         description=f"{target} is a class index in "
-                                                         f"0..{n_classes - 1} (info.json)"),
-                       f"{split}.csv: {target} labels are class indices 0..{n_classes - 1} of "
-                       f'info.json["{target}"]'),
+            _with_rule(
+                gxe.ExpectColumnValuesToNotBeNull(column=target), f"{split}.csv: every row has a {target} label"
+            ),
+            _with_rule(
+                gxe.ExpectColumnValuesToMatchRegex(column=target, regex=INTEGER_REGEX),
+                f"{split}.csv: {target} labels are whole numbers",
+            ),
+            _with_rule(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=int_column(target),
+                    min_value=0,
+                    max_value=n_classes - 1,
+                    description=f"{target} is a class index in 0..{n_classes - 1} (info.json)",
+                ),
+                f'{split}.csv: {target} labels are class indices 0..{n_classes - 1} of info.json["{target}"]',
+            ),
         ]
-    items.append(_with_rule(
-        gxe.ExpectColumnPairValuesToBeEqual(
-            column_A="_coarse_in_range", column_B=FAMILY_COARSE, ignore_row_if="either_value_is_missing",
-            description="each family (fine) has one coarse class across train and val"),
-        f"{split}.csv: every family (fine label) has a single coarse class across train and val "
-        f"(a row disagreeing with the family's majority is flagged)",
-    ))
-    if known_taxonomy:
-        items.append(_with_rule(
+    items.append(
+        _with_rule(
             gxe.ExpectColumnPairValuesToBeEqual(
-                column_A="_coarse_in_range", column_B=TAXONOMY_COARSE, ignore_row_if="either_value_is_missing",
-                description="coarse matches the known taxonomy of the fine family"),
-            f"{split}.csv: coarse is the known coarse class of the fine family (DESIGN §2 taxonomy)",
-        ))
+                column_A=in_range_column("coarse"),
+                column_B=FAMILY_COARSE,
+                ignore_row_if="either_value_is_missing",
+                description="each family (fine) has one coarse class across train and val",
+            ),
+            f"{split}.csv: every family (fine label) has a single coarse class across train and val "
+            f"(a row disagreeing with the family's majority is flagged)",
+        )
+    )
+    if known_taxonomy:
+        items.append(
+            _with_rule(
+                gxe.ExpectColumnPairValuesToBeEqual(
+                    column_A=in_range_column("coarse"),
+                    column_B=TAXONOMY_COARSE,
+                    ignore_row_if="either_value_is_missing",
+                    description="coarse matches the known taxonomy of the fine family",
+                ),
+                f"{split}.csv: coarse is the known coarse class of the fine family (DESIGN §2 taxonomy)",
+            )
+        )
     if other_splits:
-        items.append(_with_rule(
-            gxe.ExpectColumnValuesToBeNull(column=ALSO_IN,
-                                           description=f"no filename also in {'/'.join(other_splits)}.csv"),
-            f"{split}.csv: no filename is also listed in {' or '.join(f'{s}.csv' for s in other_splits)}",
-        ))
+        items.append(
+            _with_rule(
+                gxe.ExpectColumnValuesToBeNull(
+                    column=ALSO_IN, description=f"no filename also in {'/'.join(other_splits)}.csv"
+                ),
+                f"{split}.csv: no filename is also listed in {' or '.join(f'{s}.csv' for s in other_splits)}",
+            )
+        )
     return _suite(f"{split}_csv", items)
 
 
@@ -166,8 +187,9 @@ def build_test_csv_suite(*, other_splits: Sequence[str], min_rows: int, max_rows
         row_count_expectation("test", min_rows, max_rows),
         *filename_expectations("test"),
         _with_rule(
-            gxe.ExpectColumnValuesToBeNull(column=ALSO_IN,
-                                           description=f"no filename also in {'/'.join(other_splits)}.csv"),
+            gxe.ExpectColumnValuesToBeNull(
+                column=ALSO_IN, description=f"no filename also in {'/'.join(other_splits)}.csv"
+            ),
             f"test.csv: no filename is also listed in {' or '.join(f'{s}.csv' for s in other_splits)}",
         ),
     ]
@@ -193,30 +215,47 @@ def build_balance_suite(
 
     items: list[Any] = []
     for target, names in classes.items():
-        column = f"{target}_name"
+        column = name_column(target)
         items += [
-            _with_rule(custom.ExpectColumnValueCountsToBeAtLeast(
-                column=column, value_set=list(names), min_count=min_class_count,
-                description=f"every {target} class has at least {min_class_count} train+val images"),
-                f"every {target} class has at least {min_class_count} images in train+val", "warning"),
-            _with_rule(custom.ExpectColumnImbalanceRatioToBeLessThan(
-                column=column, max_ratio=max_imbalance_ratio,
-                description=f"largest/smallest {target} class is at most {max_imbalance_ratio:g}"),
-                f"largest/smallest {target} class ratio is at most {max_imbalance_ratio:g}", "warning"),
+            _with_rule(
+                custom.ExpectColumnValueCountsToBeAtLeast(
+                    column=column,
+                    value_set=list(names),
+                    min_count=min_class_count,
+                    description=f"every {target} class has at least {min_class_count} train+val images",
+                ),
+                f"every {target} class has at least {min_class_count} images in train+val",
+                "warning",
+            ),
+            _with_rule(
+                custom.ExpectColumnImbalanceRatioToBeLessThan(
+                    column=column,
+                    max_ratio=max_imbalance_ratio,
+                    description=f"largest/smallest {target} class is at most {max_imbalance_ratio:g}",
+                ),
+                f"largest/smallest {target} class ratio is at most {max_imbalance_ratio:g}",
+                "warning",
+            ),
         ]
         shares = (reference or {}).get(target)
         if shares:
             values = [name for name in names if name in shares]
             weights = [max(float(shares[name]), 1e-6) for name in values]
             total = sum(weights)
-            items.append(_with_rule(gxe.ExpectColumnKLDivergenceToBeLessThan(
-                column=column,
-                partition_object={"values": values, "weights": [w / total for w in weights]},
-                threshold=max_kl_divergence,
-                description=f"{target} label distribution is within KL {max_kl_divergence:g} of the "
-                f"{reference_name} distribution"),
-                f"{target} label distribution is close to the {reference_name} distribution "
-                f"(KL divergence at most {max_kl_divergence:g})", "warning"))
+            items.append(
+                _with_rule(
+                    gxe.ExpectColumnKLDivergenceToBeLessThan(
+                        column=column,
+                        partition_object={"values": values, "weights": [w / total for w in weights]},
+                        threshold=max_kl_divergence,
+                        description=f"{target} label distribution is within KL {max_kl_divergence:g} of the "
+                        f"{reference_name} distribution",
+                    ),
+                    f"{target} label distribution is close to the {reference_name} distribution "
+                    f"(KL divergence at most {max_kl_divergence:g})",
+                    "warning",
+                )
+            )
     return _suite("class_balance", items)
 
 
@@ -230,28 +269,60 @@ def build_image_suite(*, min_short_side: int, max_pixels: int, max_bad_fraction:
     import great_expectations.expectations as gxe
 
     keep = 1.0 - max_bad_fraction
-    return _suite("images", [
-        _with_rule(gxe.ExpectColumnValuesToBeInSet(column="exists", value_set=[True]),
-                   "every referenced image file exists", "warning"),
-        _with_rule(gxe.ExpectColumnValuesToBeBetween(column="size_bytes", min_value=1),
-                   "no image file is empty (0 bytes)", "warning"),
-        _with_rule(gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True]),
-                   "every image decodes completely (not truncated, not another kind of file)", "warning"),
-        _with_rule(gxe.ExpectColumnValuesToBeInSet(column="format", value_set=list(IMAGE_FORMATS)),
-                   f"images are in a common format ({', '.join(IMAGE_FORMATS)})", "warning"),
-        _with_rule(gxe.ExpectColumnValuesToBeBetween(column=SHORT_SIDE, min_value=min_short_side,
-                                                     description=f"short side >= {min_short_side} px"),
-                   f"every image's short side is at least {min_short_side} px", "warning"),
-        _with_rule(gxe.ExpectColumnValuesToBeBetween(column=PIXELS, max_value=max_pixels,
-                                                     description=f"at most {max_pixels:,} pixels"),
-                   f"no image has more than {max_pixels:,} pixels (decompression bomb)", "warning"),
-        _with_rule(gxe.ExpectColumnValuesToBeInSet(
-            column=USABLE_LABELLED, value_set=[True], mostly=keep,
-            description=f"at most {max_bad_fraction:.2%} of train+val images unusable"),
-            f"at most {max_bad_fraction:.2%} of train+val images are unusable (they are quarantined)"),
-        _with_rule(gxe.ExpectColumnValuesToBeInSet(
-            column=USABLE_TEST, value_set=[True], mostly=keep,
-            description=f"at most {max_bad_fraction:.2%} of test images unusable"),
-            f"at most {max_bad_fraction:.2%} of test images are unusable (they get the fallback "
-            "prediction)"),
-    ])
+    return _suite(
+        "images",
+        [
+            _with_rule(
+                gxe.ExpectColumnValuesToBeInSet(column="exists", value_set=[True]),
+                "every referenced image file exists",
+                "warning",
+            ),
+            _with_rule(
+                gxe.ExpectColumnValuesToBeBetween(column="size_bytes", min_value=1),
+                "no image file is empty (0 bytes)",
+                "warning",
+            ),
+            _with_rule(
+                gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True]),
+                "every image decodes completely (not truncated, not another kind of file)",
+                "warning",
+            ),
+            _with_rule(
+                gxe.ExpectColumnValuesToBeInSet(column="format", value_set=list(IMAGE_FORMATS)),
+                f"images are in a common format ({', '.join(IMAGE_FORMATS)})",
+                "warning",
+            ),
+            _with_rule(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=SHORT_SIDE, min_value=min_short_side, description=f"short side >= {min_short_side} px"
+                ),
+                f"every image's short side is at least {min_short_side} px",
+                "warning",
+            ),
+            _with_rule(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=PIXELS, max_value=max_pixels, description=f"at most {max_pixels:,} pixels"
+                ),
+                f"no image has more than {max_pixels:,} pixels (decompression bomb)",
+                "warning",
+            ),
+            _with_rule(
+                gxe.ExpectColumnValuesToBeInSet(
+                    column=USABLE_LABELLED,
+                    value_set=[True],
+                    mostly=keep,
+                    description=f"at most {max_bad_fraction:.2%} of train+val images unusable",
+                ),
+                f"at most {max_bad_fraction:.2%} of train+val images are unusable (they are quarantined)",
+            ),
+            _with_rule(
+                gxe.ExpectColumnValuesToBeInSet(
+                    column=USABLE_TEST,
+                    value_set=[True],
+                    mostly=keep,
+                    description=f"at most {max_bad_fraction:.2%} of test images unusable",
+                ),
+                f"at most {max_bad_fraction:.2%} of test images are unusable (they get the fallback prediction)",
+            ),
+        ],
+    )

@@ -2,8 +2,9 @@
 
 Prefect's DEFAULT policy includes the run id, so it never helps a rerun, and its INPUTS policy
 would hash a path string rather than the file behind it. `FingerprintPolicy` hashes the
-*contents* of files passed as inputs, the JSON of settings objects, and the source of the modules
-that do the work (not just the thin task wrapper), and ignores inputs that differ on every run
+*contents* of files passed as inputs, the JSON of settings objects, and the source of the whole
+import closure of the code that does the work (`code_fingerprint`: every project module it may
+run, found by parsing imports, never a hand list), and ignores inputs that differ on every run
 (the run folder). Expensive steps write into a work folder derived from the same fingerprints
 under ``<output-dir>/cache/steps/``, and their Prefect results are persisted under
 ``<output-dir>/cache/prefect-results``: the cache lives with the outputs, not in the Prefect home.
@@ -11,23 +12,26 @@ under ``<output-dir>/cache/steps/``, and their Prefect results are persisted und
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
 import hashlib
-import importlib
-import importlib.util
+import inspect
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prefect.cache_policies import CachePolicy
 from pydantic import BaseModel
 
-from prefect.cache_policies import CachePolicy
-
-from tasks.models.features import file_signature
 from tasks.io import sha256_file
+from tasks.layout import OutputDir
+from tasks.models.features import file_signature
+from tasks.validation.report import ValidationReport
 
 #: Files above this size are fingerprinted by (size, mtime) instead of content, to keep key
 #: computation in milliseconds; their names already carry a content key (see tasks.models.embeddings).
@@ -56,32 +60,104 @@ def fingerprint_file(path: Path) -> str:
     return sha256_file(path)
 
 
-def module_source_hash(modules: tuple[str, ...]) -> str:
-    """Hash of the source files of the modules that do a task's work.
-
-    The files are read, not imported: keying a cached training step must not cost a TensorFlow
-    import (seconds) when the step is then served from the cache.
-    """
-    digest = hashlib.sha256()
-    for name in modules:
-        digest.update(module_file(name).read_bytes())
-    return digest.hexdigest()
+#: The repository's own top-level packages: only their modules enter a code fingerprint.
+PROJECT_PACKAGES = ("tasks", "flows", "expectations", "deployments")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def module_file(name: str) -> Path:
-    """Source file of a module, found without importing it or its parent package
-    (``find_spec`` of a dotted name would import the parent, e.g. Great Expectations)."""
-    top, *rest = name.split(".")
-    spec = importlib.util.find_spec(top)
-    if spec is None:
-        raise ModuleNotFoundError(f"cannot find module {name!r} for a cache key")
-    if not rest:
-        return Path(str(spec.origin))
-    base = Path(list(spec.submodule_search_locations or [])[0]).joinpath(*rest)
+def project_file(module: str, root: Path = PROJECT_ROOT) -> Path | None:
+    """Source file of a project module under ``root`` (``a/b.py`` or ``a/b/__init__.py``), found
+    without importing anything; None for third-party, standard-library or missing modules."""
+    parts = module.split(".")
+    if parts[0] not in PROJECT_PACKAGES or not all(part.isidentifier() for part in parts):
+        return None
+    base = Path(root).joinpath(*parts)
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
             return candidate
-    raise ModuleNotFoundError(f"cannot find the source of module {name!r} for a cache key")
+    return None
+
+
+def _imported_names(module: str, path: Path) -> set[str]:
+    """Every module name an ``import`` in ``path`` may load, at any depth (lazy imports inside
+    functions count: they are code the step runs). ``from x import y`` yields ``x`` and ``x.y``
+    (``y`` may be a submodule); relative imports are resolved against ``module``'s package."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    return set(_parse_imports(package, path.read_bytes()))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_imports(package: str, source: bytes) -> frozenset[str]:
+    """`_imported_names` of one source text (memoised on the text: parsing is the slow part)."""
+    tree = ast.parse(source)
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = package.split(".") if package else []
+                if node.level - 1 >= len(anchor):
+                    continue  # beyond the top-level package: not ours
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            if not base:
+                continue
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    return frozenset(names)
+
+
+def import_closure(module: str, root: Path = PROJECT_ROOT) -> dict[str, Path]:
+    """The project modules that importing ``module`` may execute, by name: its own file, every
+    module it imports (transitively, lazy imports included) and each one's parent packages
+    (importing ``a.b`` runs ``a/__init__.py``). Sources are parsed, never imported."""
+    if project_file(module, root) is None:
+        raise ModuleNotFoundError(f"{module!r} is not a module of the project under {root}")
+    found: dict[str, Path] = {}
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        parts = name.split(".")
+        for depth in range(1, len(parts) + 1):  # the module and its parent packages
+            prefix = ".".join(parts[:depth])
+            if prefix in found:
+                continue
+            path = project_file(prefix, root)
+            if path is None:
+                break
+            found[prefix] = path
+            pending.extend(_imported_names(prefix, path))
+    return dict(sorted(found.items()))
+
+
+def closure_fingerprint(module: str, root: Path = PROJECT_ROOT) -> str:
+    """Hash of the names and sources of ``module``'s import closure under ``root`` (not memoised)."""
+    digest = hashlib.sha256()
+    for name, path in import_closure(module, root).items():
+        digest.update(name.encode() + b"\x00")
+        digest.update(path.read_bytes() + b"\x00")
+    return digest.hexdigest()
+
+
+def code_fingerprint(target: str | Callable[..., Any]) -> str:
+    """Fingerprint of the code a step runs: the source of every project module in the import
+    closure of ``target`` (a dotted module name, or a callable whose module is used).
+
+    The files are read and parsed, not imported: keying a cached training step must not cost a
+    TensorFlow import (seconds) when the step is then served from the cache. Memoised per process.
+    """
+    if callable(target):
+        target = inspect.unwrap(getattr(target, "fn", target))  # a Prefect Task: the function it wraps
+        target = getattr(target, "__module__", None) or ""
+    return _memoised_fingerprint(str(target))
+
+
+@functools.cache
+def _memoised_fingerprint(module: str) -> str:
+    return closure_fingerprint(module)
 
 
 def fingerprint_inputs(inputs: dict[str, Any], ignore: tuple[str, ...] = ()) -> str:
@@ -95,23 +171,29 @@ def fingerprint_inputs(inputs: dict[str, Any], ignore: tuple[str, ...] = ()) -> 
 
 @dataclass
 class FingerprintPolicy(CachePolicy):
-    """Cache key = source of ``modules`` + fingerprints of the task inputs (minus ``ignore``)."""
+    """Cache key = task name + hash of the code fingerprint and of the task inputs (minus ``ignore``).
 
-    modules: tuple[str, ...] = ()
+    The code is the import closure of ``code`` (a module name) or, when None, of the module of
+    the function the task wraps; name ``code`` when that function is a thin lazy wrapper.
+    """
+
+    code: str | None = None
     ignore: tuple[str, ...] = ("run_dir", "refresh")
-    _source: str | None = field(default=None, repr=False)
 
-    def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
-        if self._source is None:
-            self._source = module_source_hash(self.modules)
-        task_name = getattr(getattr(task_ctx, "task", None), "name", "task")
-        return f"{task_name}-{hashlib.sha256((self._source + fingerprint_inputs(inputs, self.ignore)).encode()).hexdigest()[:32]}"
+    def compute_key(
+        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+    ) -> str | None:
+        task = task_ctx.task
+        source = code_fingerprint(self.code if self.code is not None else task.fn)
+        key = hashlib.sha256((source + fingerprint_inputs(inputs, self.ignore)).encode()).hexdigest()[:32]
+        return f"{task.name}-{key}"
 
 
-def step_dir(cache_dir: Path, step: str, modules: tuple[str, ...], **inputs: Any) -> Path:
-    """The work folder of one expensive step: same inputs and code, same folder."""
-    key = hashlib.sha256((module_source_hash(modules) + fingerprint_inputs(inputs)).encode()).hexdigest()[:20]
-    return Path(cache_dir) / "steps" / step / key
+def step_dir(cache_dir: Path, step: str, code: str | Callable[..., Any], **inputs: Any) -> Path:
+    """The work folder of one expensive step (``<output-dir>/cache/steps/<step>/<key>``): same
+    inputs and same code (``code``'s import closure, see `code_fingerprint`), same folder."""
+    key = hashlib.sha256((code_fingerprint(code) + fingerprint_inputs(inputs)).encode()).hexdigest()[:20]
+    return OutputDir(Path(cache_dir).parent).step(step, key)
 
 
 def result_storage_block(cache_dir: Path) -> str:
@@ -119,7 +201,7 @@ def result_storage_block(cache_dir: Path) -> str:
     folder and return its slug; Prefect only accepts result storage that the server knows."""
     from prefect.filesystems import LocalFileSystem
 
-    base = (Path(cache_dir) / "prefect-results").resolve()
+    base = OutputDir(Path(cache_dir).parent).prefect_results
     base.mkdir(parents=True, exist_ok=True)
     name = "living-things-results-" + hashlib.sha256(str(base).encode()).hexdigest()[:12]
     LocalFileSystem(basepath=str(base)).save(name, overwrite=True)
@@ -149,7 +231,9 @@ def adopt_outputs(source_dir: Path, run_dir: Path) -> list[str]:
 
 # --- validation reuse ----------------------------------------------------------------------
 
-VALIDATION_MODULES = ("tasks.validation", "tasks.validation.image_scan", "expectations.suites", "expectations.custom", "tasks.data.dataset")
+#: The module of the validation sequence (the ``validate_dataset`` flow): its import closure is
+#: the validation code a remembered outcome depends on.
+VALIDATION_CODE = "flows.validate"
 RUN_DIR_MARK = "{{RUN_DIR}}"
 #: Text files of a validation folder that may quote the run folder's absolute path.
 _REWRITTEN_SUFFIXES = (".json", ".html")
@@ -164,7 +248,7 @@ def validation_key(data_dir: Path, settings: BaseModel) -> str | None:
     from tasks.data.dataset import SPLITS, data_fingerprint, public_dir
 
     public = public_dir(data_dir)
-    digest = hashlib.sha256(module_source_hash(VALIDATION_MODULES).encode())
+    digest = hashlib.sha256(code_fingerprint(VALIDATION_CODE).encode())
     digest.update(data_fingerprint(data_dir).encode())
     digest.update(settings.model_dump_json().encode())
     for split in SPLITS:
@@ -193,7 +277,9 @@ def remember_validation(report: BaseModel, cache_dir: Path, key: str | None) -> 
     tmp = store.with_name(f".{key}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     _copy_validation(run_dir / "validation", tmp / "validation", str(run_dir), RUN_DIR_MARK)
-    (tmp / "report.model.json").write_text(report.model_dump_json().replace(str(run_dir), RUN_DIR_MARK), encoding="utf-8")
+    (tmp / "report.model.json").write_text(
+        report.model_dump_json().replace(str(run_dir), RUN_DIR_MARK), encoding="utf-8"
+    )
     shutil.rmtree(store, ignore_errors=True)
     tmp.rename(store)
 
@@ -208,3 +294,17 @@ def reuse_validation(cache_dir: Path, key: str | None, run_dir: Path, report_typ
         return None
     _copy_validation(store / "validation", Path(run_dir) / "validation", RUN_DIR_MARK, str(run_dir))
     return report_type.model_validate_json(model_file.read_text(encoding="utf-8").replace(RUN_DIR_MARK, str(run_dir)))
+
+
+def reuse_validated_report(cache_dir: Path, key: str | None, run_dir: Path) -> ValidationReport | None:
+    """A passed validation of the very same data, settings and code, copied into this run and
+    published again as its artifact; None when there is none."""
+    from tasks.logs import get_logger
+    from tasks.validation.rendering import publish_artifact
+
+    report = reuse_validation(cache_dir, key, run_dir, ValidationReport)
+    if report is None:
+        return None
+    get_logger().info("Validation reused: same CSVs, images (size, mtime), settings and code as an earlier run")
+    publish_artifact(report)  # type: ignore[arg-type]
+    return report  # type: ignore[return-value]

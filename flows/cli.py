@@ -1,81 +1,149 @@
-"""Build an argparse command line from a pydantic parameter model, so the CLI and the Prefect UI
-form can never disagree about names, types, defaults or help text."""
+"""The one command-line builder of every entry point (`flows.full`, `flows.validate`,
+`deployments.serve`): argparse generated from a pydantic model, so the CLI and the Prefect UI
+form can never disagree about names, types, defaults or help text.
+
+A field of a section (a nested model) is ``--section.field-name``; where the field's name is
+unique across sections it is also ``--field-name`` (the flat spelling of earlier versions), and
+``legacy`` maps other old flat names to fields. ``--help`` groups the flags by section.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import types
 import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+#: Typed on the command line to set a nullable field to empty (None).
+NONE_WORDS = frozenset({"none", "null", ""})
 
 
-def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+def unwrap_optional(annotation: Any) -> tuple[Any, bool]:
     """(inner type, is_optional) for ``X | None`` / ``Optional[X]``."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return args[0], True
+        if len(args) < len(typing.get_args(annotation)):
+            return (args[0] if len(args) == 1 else typing.Union[tuple(args)]), True
     return annotation, False
 
 
-def _parser_for(annotation: Any) -> tuple[Callable[[str], Any], list[str] | None, bool]:
-    """(converter, choices, is_list) for one field type."""
-    inner, _ = _unwrap_optional(annotation)
-    is_list = typing.get_origin(inner) is list
-    if is_list:
-        inner = typing.get_args(inner)[0]
-    if typing.get_origin(inner) is Literal:
-        choices = [str(c) for c in typing.get_args(inner)]
-        return str, choices, is_list
-    if inner in (int, float, Path, str):
-        return inner, None, is_list
-    return str, None, is_list
-
-
-def _nested_model(annotation: Any) -> type[BaseModel] | None:
-    inner, _ = _unwrap_optional(annotation)
+def nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The section type of a field, or None for a plain value."""
+    inner, _ = unwrap_optional(annotation)
     return inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel], prefix: str = "") -> None:
-    """One ``--kebab-case`` flag per field; bools get ``--x/--no-x``; lists take several values.
+def choices_of(annotation: Any) -> list[str] | None:
+    """The allowed words of a Literal (None: any value)."""
+    return [str(c) for c in typing.get_args(annotation)] if typing.get_origin(annotation) is Literal else None
 
-    Fields of a nested model (e.g. the validation settings) become flags of their own, without
-    a prefix, so that ``--max-bad-image-fraction 0.02`` sets ``validation.max_bad_image_fraction``.
-    """
+
+def converter_for(annotation: Any, optional: bool) -> tuple[Callable[[str], Any], list[str] | None, bool]:
+    """(converter, choices, is_list) for one field type; pydantic does the final validation."""
+    is_list = typing.get_origin(annotation) is list
+    inner = typing.get_args(annotation)[0] if is_list else annotation
+    choices = choices_of(inner)
+    if typing.get_origin(inner) in (typing.Union, types.UnionType):  # e.g. Literal["scale"] | float
+        words = [w for arg in typing.get_args(inner) for w in (choices_of(arg) or [])]
+        numeric = [arg for arg in typing.get_args(inner) if arg in (int, float)]
+        base: Callable[[str], Any] = lambda text: text if text in words or not numeric else numeric[0](text)  # noqa: E731
+        choices = None
+    elif choices is not None or inner not in (int, float, Path):
+        base = str
+    else:
+        base = inner
+
+    def convert(text: str) -> Any:
+        if optional and text.strip().lower() in NONE_WORDS:
+            return None
+        return base(text)
+
+    convert.__name__ = getattr(base, "__name__", "value")  # argparse names the type in its errors
+    return convert, (None if optional else choices), is_list
+
+
+def leaf_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted name, pydantic field) of every plain value, depth first, sections in order."""
+    leaves: list[tuple[str, Any]] = []
     for name, field in model.model_fields.items():
-        dest = f"{prefix}{name}"
-        nested = _nested_model(field.annotation)
+        nested = nested_model(field.annotation)
         if nested is not None:
-            group = parser.add_argument_group(f"{name} ({field.description or nested.__name__})")
-            add_model_arguments(group, nested, prefix=f"{dest}.")  # type: ignore[arg-type]
-            continue
-        flag = "--" + name.replace("_", "-")
-        default = field.get_default(call_default_factory=True)
-        help_text = f"{field.description or ''} (default: {default})"
-        if _unwrap_optional(field.annotation)[0] is bool:
-            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-            continue
-        convert, choices, is_list = _parser_for(field.annotation)
-        parser.add_argument(
-            flag, dest=dest, type=convert, choices=choices, nargs="*" if is_list else None,
-            default=None, help=help_text, metavar=None if choices else name.upper(),
+            leaves += leaf_fields(nested, f"{prefix}{name}.")
+        else:
+            leaves.append((f"{prefix}{name}", field))
+    return leaves
+
+
+def flags_for(dest: str, unique_leaves: set[str], legacy: Mapping[str, str]) -> list[str]:
+    """``--section.field-name``, then the flat ``--field-name`` where it is unambiguous, then legacy names."""
+    *sections, leaf = dest.split(".")
+    kebab = leaf.replace("_", "-")
+    flags = ["--" + ".".join([*sections, kebab])]
+    if sections and leaf in unique_leaves and leaf != "enabled":  # "--enabled" alone says nothing
+        flags.append(f"--{kebab}")
+    flags += [f"--{old.replace('_', '-')}" for old, new in legacy.items() if new == dest]
+    return flags
+
+
+def add_model_arguments(
+    parser: argparse.ArgumentParser, model: type[BaseModel], legacy: Mapping[str, str] | None = None
+) -> None:
+    """One flag per field, grouped by section; bools get ``--x/--no-x``; lists take several values;
+    a nullable field takes ``none`` for empty. Flags not given are absent from the namespace."""
+    legacy = legacy or {}
+    leaves = leaf_fields(model)
+    names = [dest.rsplit(".", 1)[-1] for dest, _ in leaves]
+    taken = set(model.model_fields) | set(legacy)
+    unique = {n for n in names if names.count(n) == 1 and n not in taken}
+    groups: dict[str, Any] = {}
+    for dest, field in leaves:
+        section = dest.rsplit(".", 1)[0] if "." in dest else ""
+        if section not in groups:
+            groups[section] = (
+                parser
+                if not section
+                else parser.add_argument_group(section, model.model_fields[section.split(".")[0]].description)
+            )
+        add_field_argument(groups[section], dest, field, flags_for(dest, unique, legacy))
+
+
+def add_field_argument(group: Any, dest: str, field: Any, flags: list[str]) -> None:
+    """One field's flag(s) in its group."""
+    default = field.get_default(call_default_factory=True)
+    inner, optional = unwrap_optional(field.annotation)
+    shown = "empty" if default is None else (" ".join(map(str, default)) if isinstance(default, list) else default)
+    help_text = f"{field.description or ''} (default: {shown})".replace("%", "%%")
+    if inner is bool:
+        group.add_argument(
+            *flags, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
         )
+        return
+    convert, choices, is_list = converter_for(inner, optional)
+    metavar = None if choices else dest.rsplit(".", 1)[-1].upper()
+    group.add_argument(
+        *flags,
+        dest=dest,
+        type=convert,
+        choices=choices,
+        nargs="*" if is_list else None,
+        default=argparse.SUPPRESS,
+        help=help_text,
+        metavar=metavar,
+    )
 
 
-def nest_values(flat: dict[str, Any]) -> dict[str, Any]:
-    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}`` for the given (non-None) values."""
+def nest_values(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``."""
     nested: dict[str, Any] = {}
     for key, value in flat.items():
-        if value is None:
-            continue
         *parents, leaf = key.split(".")
         node = nested
         for parent in parents:
@@ -84,17 +152,38 @@ def nest_values(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def parse_model(model: type[M], argv: list[str] | None, description: str, prog: str) -> M:
+def build_parser(
+    model: type[BaseModel], prog: str, description: str, legacy: Mapping[str, str] | None = None
+) -> argparse.ArgumentParser:
+    """The argparse parser of an entry point whose parameters are ``model``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
+    add_model_arguments(parser, model, legacy)
+    return parser
+
+
+def parse_model(
+    model: type[M], argv: list[str] | None, description: str, prog: str, legacy: Mapping[str, str] | None = None
+) -> M:
     """Parse argv into the model; a bad value exits with argparse's usage message (code 2)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    add_model_arguments(parser, model)
+    parser = build_parser(model, prog, description, legacy)
     namespace = parser.parse_args(argv)
     try:
         return model(**nest_values(vars(namespace)))
     except ValidationError as exc:
-        problems = "; ".join(f"--{str(e['loc'][-1]).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        flags = {action.dest: "/".join(action.option_strings) for action in parser._actions}
+        problems = "; ".join(f"{flag_of(e['loc'], flags)}: {e['msg']}" for e in exc.errors())
         parser.exit(2, f"{prog}: error: {problems}\n")
     raise AssertionError("unreachable")
+
+
+def flag_of(loc: tuple[Any, ...], flags: Mapping[str, str]) -> str:
+    """The flag(s) a pydantic error location was set by (the deepest field that has a flag)."""
+    parts = [str(p) for p in loc]
+    for end in range(len(parts), 0, -1):
+        dest = ".".join(parts[:end])
+        if dest in flags:
+            return flags[dest]
+    return "--" + ".".join(parts).replace("_", "-")
 
 
 def fail(message: str, code: int = 1) -> typing.NoReturn:
@@ -105,8 +194,6 @@ def fail(message: str, code: int = 1) -> typing.NoReturn:
 
 def quiet_environment() -> None:
     """Offline, quiet defaults for Prefect, Great Expectations and TensorFlow; user settings win."""
-    import os
-
     defaults = {
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",

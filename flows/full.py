@@ -10,25 +10,22 @@ test predictions -> submission.csv + metrics.json, inside a new run folder under
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 from prefect.futures import PrefectFuture
 
 from flows.caching import (
     remember_validation,
     result_storage_block,
-    reuse_validation,
     step_dir,
-    validation_key,
 )
 from flows.cli import fail, parse_model, quiet_environment
 from flows.notify import notify_on_failure
+from flows.params import LEGACY_FLAGS, PipelineParams
 from flows.runners import make_task_runner
-from flows.params import PipelineParams
 from flows.steps import (
     adopt_task,
     artifacts_task,
@@ -41,59 +38,31 @@ from flows.steps import (
     pixel_features_task,
     plots_task,
     prepare_sample_task,
+    reuse_validation_task,
     split_task,
     submission_task,
     transfer_task,
+    validation_key_task,
 )
-from tasks.models.baselines import BaselineSettings
-from tasks.results.champion import GateSettings
+from flows.validate import validate_dataset
 from tasks.data.dataset import check_data_dir, data_fingerprint, read_classes_json
 from tasks.kaggle import KaggleCredentialsMissing, require_credentials
+from tasks.layout import OutputDir, RunFolder
 from tasks.models.embeddings import EmbeddingSpec
+from tasks.models.settings import BaselineSettings
 from tasks.results.evaluation import format_comparison
-from tasks.layout import new_run_dir
-from tasks.data.sample import SampleSpec
-from tasks.models.transfer_settings import TransferSettings, resolve_input_size, seed_faithful_preset
-from tasks.logs import get_logger
-from tasks.validation import ValidationReport, publish_artifact
+from tasks.validation.report import ValidationReport
+from tasks.validation.settings import ValidationSettings
+
 
 def resolve_data_dir(params: PipelineParams) -> Path:
     """The user's data directory (downloaded first with --download), or the embedded sample."""
-    if params.download and params.data_dir is not None:
-        return download_task(params.data_dir, params.competition, secret_block=params.kaggle_secret_block)
-    if params.data_dir is not None:
-        return check_data_dir(params.data_dir)
-    spec = SampleSpec(per_family=params.sample_per_family, test_per_family=params.sample_test_per_family)
-    return prepare_sample_task(Path(params.output_dir) / "sample", spec)
-
-
-def transfer_settings(params: PipelineParams) -> TransferSettings:
-    """The transfer model's settings from the run parameters (the preset overrides them)."""
-    settings = TransferSettings(
-        backbone=params.backbone, weights=params.weights, image_size=params.image_size, head=params.head,
-        batch_size=params.batch_size, stage1_epochs=params.stage1_epochs, stage1_lr=params.stage1_lr,
-        stage2_epochs=params.stage2_epochs, stage2_lr=params.stage2_lr, unfreeze_blocks=params.unfreeze_blocks,
-        val_fraction=params.val_fraction, views=params.views, resampling=params.resampling,
-        oversample_share=params.oversample_share, image_cache=params.image_cache, seed=params.seed,
-    )
-    return seed_faithful_preset(settings) if params.preset == "original" else settings
-
-
-def embedding_spec(settings: TransferSettings) -> EmbeddingSpec:
-    """Which cached backbone features the transfer model and the embedding baselines share."""
-    size = resolve_input_size(settings.backbone, settings.image_size)
-    return EmbeddingSpec(
-        backbone=settings.backbone, weights=str(settings.weights), image_size=size,
-        pooled=settings.head == "gap", views=settings.views, batch_size=settings.batch_size, seed=settings.seed,
-    )
-
-
-def baseline_settings(params: PipelineParams) -> BaselineSettings:
-    """The scikit-learn baselines' hyper-parameters."""
-    return BaselineSettings(
-        seed=params.seed, rf_n_estimators=params.rf_n_estimators, rf_max_depth=params.rf_max_depth,
-        svm_c=params.svm_c, svm_gamma=params.svm_gamma, svm_max_samples=params.svm_max_samples,
-    )
+    data, kaggle = params.data, params.kaggle
+    if kaggle.download and data.data_dir is not None:
+        return download_task(data.data_dir, kaggle.competition, secret_block=kaggle.kaggle_secret_block)
+    if data.data_dir is not None:
+        return check_data_dir(data.data_dir)
+    return prepare_sample_task(OutputDir(data.output_dir).sample, data.sample_spec())
 
 
 @flow(name="living-things-full", log_prints=True, on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
@@ -103,98 +72,131 @@ def full_pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
     The stages run as a subflow so that the task runner chosen in the parameters (threads or a
     Dask cluster) applies to UI-triggered and scheduled runs too, not only to the CLI.
     """
-    if params.task_runner == "thread":  # this flow's own runner: no subflow needed
+    runtime = params.runtime
+    if runtime.task_runner == "thread":  # this flow's own runner: no subflow needed
         return run_stages.fn(params)
-    runner = make_task_runner(params.task_runner, params.dask_address)
+    runner = make_task_runner(runtime.task_runner, runtime.dask_address)
     return run_stages.with_options(task_runner=runner)(params)
 
 
 @flow(name="living-things-stages", log_prints=True)
 def run_stages(params: PipelineParams) -> dict[str, Any]:
     """Every stage of the pipeline, on the task runner its parent flow picked."""
+    split, output = params.split, OutputDir(params.data.output_dir)
     data_dir = resolve_data_dir(params)
-    run_dir = new_run_dir(params.output_dir)
-    cache_dir = Path(params.output_dir).resolve() / "cache"
-    report = validate_or_reuse(data_dir, run_dir, params.validation, cache_dir, params.refresh)
+    run = output.new_run()
+    report = validate_or_reuse(data_dir, run.root, params.validation, output, params.runtime.refresh)
     samples = Path(str(report.samples_path))
-    classes_path = samples.parent / "classes.json"
-    n_classes = len(read_classes_json(classes_path).names(params.target))
-    table = split_task(samples, run_dir, params.target, params.holdout_fraction, params.seed, params.holdout_mode)
-    cached = cached_options(cache_dir, params.refresh)
-    futures: dict[str, PrefectFuture[Any]] = {}
-    step_outputs: list[Path] = []
-    if params.baselines:
-        pixels = pixel_features_task.with_options(**cached)(table, params.pixel_size, cache_dir, refresh=params.refresh)
-        for kind in params.baselines:
-            out = step_dir(cache_dir, "baseline", baseline_task.fn, kind=kind, table=table, features=pixels,
-                           target=params.target, settings=baseline_settings(params))
-            futures[f"pixels_{kind}"] = baseline_task.with_options(**cached).submit(
-                kind, "pixels", table, pixels, out, params.target, baseline_settings(params)
-            )
-            step_outputs.append(out)
-    transfer_outputs: dict[str, str] = {}
-    if params.transfer or params.embedding_baselines:
-        settings = transfer_settings(params)
-        embeddings = embeddings_task.with_options(**cached)(table, embedding_spec(settings), cache_dir, refresh=params.refresh)
-        # Embedding classifiers: kernel SVM on raw features wants gamma="scale", not the pixel gamma.
-        embed_settings = replace(baseline_settings(params), svm_gamma="scale", svm_c=1.0, rf_max_depth=None)
-        for kind in params.embedding_baselines:
-            out = step_dir(cache_dir, "baseline", baseline_task.fn, kind=kind, table=table, features=embeddings,
-                           target=params.target, settings=embed_settings)
-            futures[f"{settings.backbone}_{kind}"] = baseline_task.with_options(**cached).submit(
-                kind, settings.backbone, table, embeddings, out, params.target, embed_settings
-            )
-            step_outputs.append(out)
-        if params.transfer:
-            out = step_dir(cache_dir, "transfer", "tasks.models.transfer", table=table, embeddings=embeddings,
-                           settings=settings, target=params.target)
-            transfer_outputs = transfer_task.with_options(**cached)(
-                table, embeddings, settings, params.target, n_classes, out, cache_dir, refresh=params.refresh
-            )
-            step_outputs.append(out)
-    predictions = {name: Path(future.result()) for name, future in futures.items()}
-    predictions.update({name: Path(path) for name, path in transfer_outputs.items()})
-    for out in step_outputs:
-        adopt_task(out, run_dir)
-    run_predictions = {name: run_dir / "predictions" / path.name for name, path in predictions.items()}
-    summary = evaluate_task(table, run_predictions, classes_path, params.target, run_dir)
+    n_classes = len(read_classes_json(run.classes).names(split.target))
+    table = split_task(samples, run.root, split.target, split.holdout_fraction, split.seed, split.holdout_mode)
+    trained = train_models(params, table, n_classes, output.cache)
+    step_predictions = trained.predictions()  # waits for the baselines before their outputs are adopted
+    for out in trained.step_outputs:
+        adopt_task(out, run.root)
+    run_predictions = {name: run.predictions / path.name for name, path in step_predictions.items()}
+    summary = evaluate_task(table, run_predictions, run.classes, split.target, run.root)
     submission = submission_task(
-        Path(summary["predictions_path"]), samples, params.target, summary["n_classes"], run_dir,
+        Path(summary["predictions_path"]),
+        samples,
+        split.target,
+        summary["n_classes"],
+        run.root,
         fallback=report.fallback_prediction,
     )
-    plots = plots_task(run_dir)
-    gate = GateSettings(min_improvement=params.gate_min_improvement, max_class_f1_drop=params.gate_max_class_f1_drop)
-    decision = gate_task(run_dir, params.output_dir, data_fingerprint(data_dir), gate, params.force_promote)
-    artifacts_task(run_dir, plots, {"decision": decision, "submission": submission, "data_docs": report.docs_index})
-    if params.submit:
-        kaggle_submit_task(params.output_dir, params.submit_message, params.competition,
-                           secret_block=params.kaggle_secret_block)
+    plots = plots_task(run.root)
+    decision = gate_task(run.root, output.root, data_fingerprint(data_dir), params.gate)
+    artifacts_task(run.root, plots, {"decision": decision, "submission": submission, "data_docs": report.docs_index})
+    kaggle = params.kaggle
+    if kaggle.submit:
+        kaggle_submit_task(
+            output.root, kaggle.submit_message, kaggle.competition, secret_block=kaggle.kaggle_secret_block
+        )
     return {
-        **summary, "run_dir": str(run_dir), "submission_path": str(submission), "data_dir": str(data_dir),
-        "data_docs": report.docs_index, "validation_warnings": len(report.warnings),
-        "champion_decision": decision.to_dict(), "plots": {k: str(v) for k, v in plots.items()},
+        **summary,
+        "run_dir": str(run.root),
+        "submission_path": str(submission),
+        "data_dir": str(data_dir),
+        "data_docs": report.docs_index,
+        "validation_warnings": len(report.warnings),
+        "champion_decision": decision.to_dict(),
+        "plots": {k: str(v) for k, v in plots.items()},
     }
 
 
-@task(name="reuse-validation", cache_policy=NO_CACHE)
-def reuse_validation_task(cache_dir: Path, key: str | None, run_dir: Path) -> ValidationReport | None:
-    """A passed validation of the very same data, settings and code, copied into this run."""
-    report = reuse_validation(cache_dir, key, run_dir, ValidationReport)
-    if report is not None:
-        get_logger().info("Validation reused: same CSVs, images (size, mtime), settings and code as an earlier run")
-        publish_artifact(report)  # type: ignore[arg-type]
-    return report  # type: ignore[return-value]
+@dataclass
+class TrainedModels:
+    """What the training stage started: baseline futures, transfer outputs, step work folders."""
+
+    futures: dict[str, PrefectFuture[Any]] = field(default_factory=dict)
+    transfer: dict[str, str] = field(default_factory=dict)
+    step_outputs: list[Path] = field(default_factory=list)
+
+    def predictions(self) -> dict[str, Path]:
+        """Model name -> predictions CSV in its step folder (waits for the baselines)."""
+        found = {name: Path(future.result()) for name, future in self.futures.items()}
+        return {**found, **{name: Path(path) for name, path in self.transfer.items()}}
 
 
-def validate_or_reuse(data_dir: Path, run_dir: Path, settings: Any, cache_dir: Path, refresh: bool) -> ValidationReport:
+def train_models(params: PipelineParams, table: Path, n_classes: int, cache_dir: Path) -> TrainedModels:
+    """Pixel baselines, the backbone pass, classifiers on its features and the transfer model;
+    scikit-learn fits are submitted so they overlap with the transfer model's training."""
+    split, baselines, refresh = params.split, params.baselines, params.runtime.refresh
+    cached = cached_options(cache_dir, refresh)
+    trained = TrainedModels()
+
+    def submit_baseline(kind: str, feature_name: str, features: Path, settings: BaselineSettings) -> None:
+        out = step_dir(
+            cache_dir,
+            "baseline",
+            baseline_task.fn,
+            kind=kind,
+            table=table,
+            features=features,
+            target=split.target,
+            settings=settings,
+            seed=split.seed,
+        )
+        trained.futures[f"{feature_name}_{kind}"] = baseline_task.with_options(**cached).submit(
+            kind, feature_name, table, features, out, split.target, settings, split.seed
+        )
+        trained.step_outputs.append(out)
+
+    if baselines.pixel_models:
+        pixels = pixel_features_task.with_options(**cached)(table, baselines.pixel_size, cache_dir, refresh=refresh)
+        for kind in baselines.pixel_models:
+            submit_baseline(kind, "pixels", pixels, baselines)
+    transfer = params.transfer.resolved()
+    if transfer.enabled or baselines.embedding_models:
+        spec = EmbeddingSpec.of(transfer, split.seed)
+        embeddings = embeddings_task.with_options(**cached)(table, spec, cache_dir, refresh=refresh)
+        for model in baselines.embedding_models:
+            submit_baseline(model, transfer.backbone, embeddings, baselines.on_embeddings())
+        if transfer.enabled:
+            out = step_dir(
+                cache_dir,
+                "transfer",
+                "tasks.models.transfer",
+                table=table,
+                embeddings=embeddings,
+                settings=transfer,
+                split=split,
+            )
+            trained.transfer = transfer_task.with_options(**cached)(
+                table, embeddings, transfer, split, n_classes, out, cache_dir, refresh=refresh
+            )
+            trained.step_outputs.append(out)
+    return trained
+
+
+def validate_or_reuse(
+    data_dir: Path, run_dir: Path, settings: ValidationSettings, output: OutputDir, refresh: bool
+) -> ValidationReport:
     """Validation, the first stage: reused when nothing it looks at changed, else run in full."""
-    from flows.validate import validate_dataset
-
-    key = task(validation_key, name="validation-key")(data_dir, settings)
-    report = None if refresh else reuse_validation_task(cache_dir, key, run_dir)
+    key = validation_key_task(data_dir, settings)
+    report = None if refresh else reuse_validation_task(output.cache, key, run_dir)
     if report is None:
-        report = validate_dataset(data_dir, run_dir, settings, cache_dir)
-        remember_validation(report, cache_dir, key)
+        report = validate_dataset(data_dir, run_dir, settings, output.image_scan_cache)
+        remember_validation(report, output.cache, key)
     return report
 
 
@@ -213,7 +215,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"Metrics:     {summary['metrics_path']}",
             f"Submission:  {summary['submission_path']}",
             f"Data Docs:   {summary['data_docs']}",
-            f"Plots:       {Path(summary['run_dir']) / 'plots'}",
+            f"Plots:       {RunFolder(summary['run_dir']).plots}",
             f"Champion:    {'promoted' if summary['champion_decision']['promote'] else 'kept'}: "
             f"{summary['champion_decision']['reason']}",
             f"Hold-out macro-F1 of the best model ({summary['best_model']}): {summary['best_macro_f1']:.3f} "
@@ -224,19 +226,22 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: parse, check the data directory fast, run, print where things are."""
-    params = parse_model(PipelineParams, argv, description=__doc__.splitlines()[0], prog="python -m flows.full")
+    params = parse_model(
+        PipelineParams, argv, description=__doc__.splitlines()[0], prog="python -m flows.full", legacy=LEGACY_FLAGS
+    )
     quiet_environment()
-    if params.download and params.data_dir is None:
+    data, kaggle, runtime = params.data, params.kaggle, params.runtime
+    if kaggle.download and data.data_dir is None:
         fail("--download needs --data-dir (where to put the Kaggle data)")
-    if params.download or params.submit:
+    if kaggle.download or kaggle.submit:
         try:
-            require_credentials(secret_block=params.kaggle_secret_block)
+            require_credentials(secret_block=kaggle.kaggle_secret_block)
         except KaggleCredentialsMissing as exc:
             fail(str(exc))
     try:
-        make_task_runner(params.task_runner, params.dask_address)  # bad combinations fail before any work
-        if params.data_dir is not None and not params.download:
-            check_data_dir(params.data_dir)  # fail in seconds, before a Prefect server starts
+        make_task_runner(runtime.task_runner, runtime.dask_address)  # bad combinations fail before any work
+        if data.data_dir is not None and not kaggle.download:
+            check_data_dir(data.data_dir)  # fail in seconds, before a Prefect server starts
     except (ValueError, RuntimeError) as exc:
         fail(str(exc))
     try:

@@ -1,6 +1,6 @@
 """Tell someone when a flow run fails: a Prefect ``on_failure`` hook.
 
-Where to: the run's ``notify_url`` parameter (``params.notify_url`` in the full flow's parameter
+Where to: the run's ``notify_url`` parameter (``params.runtime.notify_url`` in the full flow's parameter
 model, or a top-level ``notify_url``), else the ``LIVING_THINGS_NOTIFY_URL`` environment variable;
 neither set: nothing is sent. ``http(s)://`` URLs get a JSON POST ``{"text": ...}`` (the shape
 Slack, Mattermost and Teams-style incoming webhooks accept); anything else is handed to Apprise
@@ -26,7 +26,6 @@ MAX_DETAIL_CHARS = 300
 TIMEOUT_SECONDS = 10.0
 
 
-
 def _lookup(container: Any, key: str) -> Any:
     """``container[key]`` or ``container.key`` (flow run parameters may be dicts or models)."""
     if isinstance(container, Mapping):
@@ -38,7 +37,8 @@ def notify_url_for(parameters: Any, environ: Mapping[str, str] | None = None) ->
     """The URL to notify for a run with these parameters, or None when none is configured."""
     url = _lookup(parameters, "notify_url") if parameters is not None else None
     if not url and parameters is not None:
-        url = _lookup(_lookup(parameters, "params"), "notify_url")
+        params = _lookup(parameters, "params")
+        url = _lookup(_lookup(params, "runtime"), "notify_url") or _lookup(params, "notify_url")
     if not url:
         url = (os.environ if environ is None else environ).get(ENV_VAR)
     url = str(url).strip() if url else ""
@@ -68,7 +68,9 @@ def send_notification(url: str, text: str, title: str = "living-things pipeline"
 
         notifier = apprise.Apprise()
         if not notifier.add(url):
-            get_logger(__name__).warning("Failure notification not sent: Apprise does not understand the %s:// URL", scheme)
+            get_logger(__name__).warning(
+                "Failure notification not sent: Apprise does not understand the %s:// URL", scheme
+            )
             return False
         if notifier.notify(title=title, body=text):
             return True
@@ -86,8 +88,10 @@ def notify_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
         if url is None:
             return
         text = format_message(
-            getattr(flow, "name", "?"), getattr(flow_run, "name", "?"),
-            getattr(state, "name", None) or "Failed", getattr(state, "message", None),
+            getattr(flow, "name", "?"),
+            getattr(flow_run, "name", "?"),
+            getattr(state, "name", None) or "Failed",
+            getattr(state, "message", None),
         )
         if send_notification(url, text):
             get_logger(__name__).info("Sent a failure notification.")

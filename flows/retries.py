@@ -25,21 +25,45 @@ __all__ = ["IO_RETRIES", "TRAINING_RETRIES", "is_first_attempt", "is_transient",
 TRANSIENT_NAMES = frozenset(
     {
         # tf.errors
-        "ResourceExhaustedError", "UnavailableError", "AbortedError", "DeadlineExceededError",
+        "ResourceExhaustedError",
+        "UnavailableError",
+        "AbortedError",
+        "DeadlineExceededError",
         # httpx / httpcore (not OSError subclasses)
-        "TransportError", "TimeoutException", "NetworkError", "RemoteProtocolError",
+        "TransportError",
+        "TimeoutException",
+        "NetworkError",
+        "RemoteProtocolError",
         # urllib3
-        "ProtocolError", "NewConnectionError", "MaxRetryError",
+        "ProtocolError",
+        "NewConnectionError",
+        "MaxRetryError",
     }
 )
 
 # OSError subclasses that describe the world as it is, not a passing hiccup: retrying a missing
 # file or a permission problem only delays the real message.
 PERMANENT_OS_ERRORS: tuple[type[OSError], ...] = (
-    FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
 )
-PERMANENT_ERRNOS = frozenset({errno.ENOENT, errno.EEXIST, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM,
-                              errno.ENOSPC, errno.EROFS, errno.ENAMETOOLONG, errno.EINVAL})
+PERMANENT_ERRNOS = frozenset(
+    {
+        errno.ENOENT,
+        errno.EEXIST,
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOSPC,
+        errno.EROFS,
+        errno.ENAMETOOLONG,
+        errno.EINVAL,
+    }
+)
 
 # Shared retry settings. I/O: up to three retries with exponential backoff (1 s, 2 s, 4 s) and jitter.
 IO_RETRIES: dict[str, Any] = {
@@ -53,8 +77,21 @@ def is_transient(exc: BaseException | None) -> bool:
     """True when another attempt could succeed without anyone changing code or data."""
     if exc is None or isinstance(exc, (MemoryError, KeyboardInterrupt, SystemExit)):
         return False
-    if isinstance(exc, (ValueError, KeyError, TypeError, AttributeError, NameError, AssertionError,
-                        NotImplementedError, ImportError, IndexError, ZeroDivisionError)):
+    if isinstance(
+        exc,
+        (
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            NameError,
+            AssertionError,
+            NotImplementedError,
+            ImportError,
+            IndexError,
+            ZeroDivisionError,
+        ),
+    ):
         return False  # programming or data errors; DatasetError & co. are ValueErrors
     if isinstance(exc, (ConnectionError, TimeoutError)):  # before OSError: both are OSErrors
         return True

@@ -42,8 +42,9 @@ def total_memory_gib() -> float | None:
         return None
 
 
-def make_task_runner(kind: str = "thread", dask_address: str | None = None, n_workers: int | None = None,
-                     max_workers: int | None = None) -> Any:
+def make_task_runner(
+    kind: str = "thread", dask_address: str | None = None, n_workers: int | None = None, max_workers: int | None = None
+) -> Any:
     """A Prefect task runner of the given kind.
 
     ``thread``: Prefect's `ThreadPoolTaskRunner` (``max_workers`` threads, default Prefect's).
@@ -61,9 +62,7 @@ def make_task_runner(kind: str = "thread", dask_address: str | None = None, n_wo
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError as exc:  # the optional extra is not installed
-        raise RuntimeError(
-            'the Dask task runner needs prefect-dask and distributed: pip install -e ".[dask]"'
-        ) from exc
+        raise RuntimeError('the Dask task runner needs prefect-dask and distributed: pip install -e ".[dask]"') from exc
     if dask_address:
         return DaskTaskRunner(address=dask_address)
     workers = n_workers or default_dask_workers()

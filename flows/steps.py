@@ -8,52 +8,82 @@ their input files, their settings and the source of the code they run (flows.cac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import task
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
 
-from flows.caching import FingerprintPolicy, adopt_outputs
+from flows.caching import FingerprintPolicy, adopt_outputs, reuse_validated_report, validation_key
 from flows.retries import IO_RETRIES, TRAINING_RETRIES, is_first_attempt, retry_on_transient
 from tasks.data.sample import ensure_sample
+from tasks.data.settings import SplitSettings
 from tasks.data.splitting import split_dataset
 from tasks.kaggle import download_competition, submit_champion
 from tasks.models.baselines import train_baseline
 from tasks.models.embeddings import compute_embeddings
 from tasks.models.features import pixel_features
-from tasks.models.transfer_settings import TransferSettings
+from tasks.models.settings import TransferSettings
 from tasks.results.champion import promote_run
 from tasks.results.evaluation import evaluate_models
 from tasks.results.plots import make_run_plots
 from tasks.results.report import publish_run_artifacts
 from tasks.results.submission import write_run_submission
+from tasks.validation.image_scan import scan_images
+from tasks.validation.stages import publish_validation, validate_csvs, validate_images
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def step(fn: Callable[P, R], **options: Any) -> Task[P, R]:
+    """``prefect.task(fn, **options)`` with its type kept (Prefect's overloads do not take both)."""
+    return task(**options)(fn)  # type: ignore[call-overload, no-any-return]
+
 
 # Feature steps read many files but mostly compute: retry only what a retry can fix.
 READ_RETRIES: dict[str, Any] = {**IO_RETRIES, "retry_condition_fn": retry_on_transient}
 
 # --- data --------------------------------------------------------------------------------------
-prepare_sample_task = task(ensure_sample, name="prepare-sample", **IO_RETRIES)
-split_task = task(split_dataset, name="split-holdout")
-download_task = task(download_competition, name="kaggle-download", **IO_RETRIES)
+prepare_sample_task = step(ensure_sample, name="prepare-sample", **IO_RETRIES)
+split_task = step(split_dataset, name="split-holdout")
+download_task = step(download_competition, name="kaggle-download", **IO_RETRIES)
 
 # --- models (cached across runs) ---------------------------------------------------------------
-pixel_features_task = task(
-    pixel_features, name="pixel-features", **READ_RETRIES,
-    cache_policy=FingerprintPolicy(), persist_result=True,
+pixel_features_task = step(
+    pixel_features,
+    name="pixel-features",
+    **READ_RETRIES,
+    cache_policy=FingerprintPolicy(),
+    persist_result=True,
 )
-embeddings_task = task(
-    compute_embeddings, name="backbone-features", **READ_RETRIES,
-    cache_policy=FingerprintPolicy(), persist_result=True,
+embeddings_task = step(
+    compute_embeddings,
+    name="backbone-features",
+    **READ_RETRIES,
+    cache_policy=FingerprintPolicy(),
+    persist_result=True,
 )
-baseline_task = task(
-    train_baseline, name="train-baseline", task_run_name="train-{feature_name}-{kind}", **TRAINING_RETRIES,
-    cache_policy=FingerprintPolicy(), persist_result=True,
+baseline_task = step(
+    train_baseline,
+    name="train-baseline",
+    task_run_name="train-{feature_name}-{kind}",
+    **TRAINING_RETRIES,
+    cache_policy=FingerprintPolicy(),
+    persist_result=True,
 )
 
 
 def run_transfer(
-    table: Path, embeddings: Path, settings: TransferSettings, target: str, n_classes: int, out_dir: Path,
-    cache_dir: Path, refresh: bool = False,
+    table: Path,
+    embeddings: Path,
+    settings: TransferSettings,
+    split: SplitSettings,
+    n_classes: int,
+    out_dir: Path,
+    cache_dir: Path,
+    refresh: bool = False,
 ) -> dict[str, str]:
     """Both transfer stages (imports Keras only when a run needs it, so the CLI starts fast).
 
@@ -61,20 +91,39 @@ def run_transfer(
     """
     from tasks.models.transfer import train_transfer
 
-    return train_transfer(table, embeddings, settings, target, n_classes, out_dir, cache_dir, refresh and is_first_attempt())
+    return train_transfer(
+        table, embeddings, settings, split, n_classes, out_dir, cache_dir, refresh and is_first_attempt()
+    )
 
 
 #: Keyed by the closure of the module that does the work (this wrapper only imports it lazily).
-transfer_task = task(
-    run_transfer, name="train-transfer", **TRAINING_RETRIES,
-    cache_policy=FingerprintPolicy(code="tasks.models.transfer"), persist_result=True,
+transfer_task = step(
+    run_transfer,
+    name="train-transfer",
+    **TRAINING_RETRIES,
+    cache_policy=FingerprintPolicy(code="tasks.models.transfer"),
+    persist_result=True,
 )
 
 # --- results -----------------------------------------------------------------------------------
-adopt_task = task(adopt_outputs, name="collect-outputs")
-evaluate_task = task(evaluate_models, name="evaluate-holdout")
-submission_task = task(write_run_submission, name="write-submission")
-plots_task = task(make_run_plots, name="draw-plots")
-gate_task = task(promote_run, name="champion-gate")  # no retries: each decision is recorded once
-artifacts_task = task(publish_run_artifacts, name="publish-artifacts")
-kaggle_submit_task = task(submit_champion, name="kaggle-submit", **IO_RETRIES)
+adopt_task = step(adopt_outputs, name="collect-outputs")
+evaluate_task = step(evaluate_models, name="evaluate-holdout")
+submission_task = step(write_run_submission, name="write-submission")
+plots_task = step(make_run_plots, name="draw-plots")
+gate_task = step(promote_run, name="champion-gate")  # no retries: each decision is recorded once
+artifacts_task = step(publish_run_artifacts, name="publish-artifacts")
+kaggle_submit_task = step(submit_champion, name="kaggle-submit", **IO_RETRIES)
+
+# --- validation --------------------------------------------------------------------------------
+# No result caching: each run validates the data as it is now (the image scan has its own
+# per-file cache, and flows.full reuses a whole passed validation), and the tasks return small
+# dicts, not tables.
+UNCACHED: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+validate_csvs_task = step(validate_csvs, name="validate-csvs", **UNCACHED)
+#: Retried on transient I/O errors; the per-file cache makes a retry cheap.
+scan_images_task = step(scan_images, name="scan-images", retries=2, retry_delay_seconds=[1, 5], **UNCACHED)
+validate_images_task = step(validate_images, name="validate-images", **UNCACHED)
+publish_validation_task = step(publish_validation, name="publish-validation", **UNCACHED)
+#: Key of a validation outcome (data, settings, code); computed in the flow's process, never cached.
+validation_key_task = step(validation_key, name="validation-key", cache_policy=NO_CACHE)
+reuse_validation_task = step(reuse_validated_report, name="reuse-validation", cache_policy=NO_CACHE)

@@ -11,8 +11,13 @@ import hashlib
 import json
 import os
 import tempfile
+import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import keras
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -32,7 +37,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write text atomically (UTF-8, Unix line ends)."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline="\n"))
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8", newline="\n")
+
+    return atomic_write(path, write)
 
 
 def atomic_write_json(path: Path, data: Any) -> Path:
@@ -40,7 +49,22 @@ def atomic_write_json(path: Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def update_with_file(digest: "hashlib._Hash", path: Path) -> "hashlib._Hash":
+def save_weights_atomically(model: keras.Model, target: Path) -> None:
+    """Write ``model``'s weights to ``target`` via a temporary name so readers never see half a file.
+
+    Not `atomic_write`: Keras insists that the temporary name ends in ``.weights.h5`` too.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name[: -len('.weights.h5')]}.{uuid.uuid4().hex}.tmp.weights.h5")
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def update_with_file(digest: hashlib._Hash, path: Path) -> hashlib._Hash:
     """Feed a file's bytes into ``digest`` in 1 MiB blocks (memory stays flat for big files)."""
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

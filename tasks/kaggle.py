@@ -23,14 +23,17 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
+from tasks.data.dataset import INFO_FILE, PUBLIC_DIR, PUBLIC_FILES
+from tasks.layout import OutputDir, RunFolder
 from tasks.logs import get_logger
 
 DEFAULT_COMPETITION = "living-thing-classification-coarse"
-REQUIRED_FILES = ("info.json", "train.csv", "val.csv", "test.csv")
+REQUIRED_FILES = PUBLIC_FILES
 
 
 class KaggleCredentialsMissing(RuntimeError):
@@ -81,9 +84,9 @@ def credentials_from_mapping(value: Any, source: str) -> KaggleCredentials:
             value = json.loads(value)
         except json.JSONDecodeError:
             # The message of a JSON error quotes the document: never pass it on.
-            raise KaggleCredentialsMissing(f"{source} is not JSON with \"username\" and \"key\"") from None
+            raise KaggleCredentialsMissing(f'{source} is not JSON with "username" and "key"') from None
     if not isinstance(value, Mapping) or not all(str(value.get(k, "")).strip() for k in ("username", "key")):
-        raise KaggleCredentialsMissing(f"{source} must hold {{\"username\": ..., \"key\": ...}}")
+        raise KaggleCredentialsMissing(f'{source} must hold {{"username": ..., "key": ...}}')
     return KaggleCredentials(str(value["username"]).strip(), str(value["key"]).strip(), source)
 
 
@@ -104,11 +107,11 @@ def credentials_from_secret_block(name: str) -> KaggleCredentials:
     from prefect.blocks.system import Secret
 
     try:
-        value = Secret.load(name, _sync=True).get()
+        value = Secret.load(name, _sync=True).get()  # type: ignore[call-arg, union-attr]  # sync call
     except Exception as exc:  # block missing, API unreachable...: say which, quote nothing
         raise KaggleCredentialsMissing(
             f"Prefect Secret block {name!r} could not be loaded ({type(exc).__name__}); create it with "
-            f"Secret(value={{\"username\": ..., \"key\": ...}}).save({name!r})"
+            f'Secret(value={{"username": ..., "key": ...}}).save({name!r})'
         ) from None
     return credentials_from_mapping(value, f"Prefect Secret block {name!r}")
 
@@ -151,7 +154,7 @@ def require_credentials(
         "(1) set the environment variables KAGGLE_USERNAME and KAGGLE_KEY; "
         f"(2) put the kaggle.json from kaggle.com > Settings > API > Create New Token at "
         f"{' or '.join(str(f / 'kaggle.json') for f in folders)} (chmod 600; KAGGLE_CONFIG_DIR moves it); "
-        f"(3) store {{\"username\": ..., \"key\": ...}} in {block} and name it in the run parameters."
+        f'(3) store {{"username": ..., "key": ...}} in {block} and name it in the run parameters.'
     )
 
 
@@ -204,7 +207,7 @@ def locate_public(root: Path, max_depth: int = 3) -> Path:
     the top with no ``public/``, or either of those inside one wrapping folder.
     """
     candidates = sorted(
-        (p.parent for p in root.rglob("info.json") if len(p.relative_to(root).parts) <= max_depth + 1),
+        (p.parent for p in root.rglob(INFO_FILE) if len(p.relative_to(root).parts) <= max_depth + 1),
         key=lambda p: len(p.relative_to(root).parts),
     )
     for folder in candidates:
@@ -248,7 +251,7 @@ def download_competition(
 
     logger = get_logger()
     data_dir = Path(data_dir).expanduser().resolve()
-    public = data_dir / "public"
+    public = data_dir / PUBLIC_DIR
     if public.exists() and not force:
         missing = missing_required(public)
         if not missing:
@@ -307,9 +310,11 @@ def submit_file(
 def champion_message(champion_dir: Path) -> str:
     """A default submission message naming the champion's run, model and hold-out macro-F1."""
     try:
-        record = json.loads((Path(champion_dir) / "champion.json").read_text(encoding="utf-8"))
-        return (f"champion from run {record['run']}: {record['model']}, hold-out macro-F1 "
-                f"{record['metrics']['macro_f1']:.4f}")
+        record = json.loads(RunFolder(champion_dir).champion_record.read_text(encoding="utf-8"))
+        return (
+            f"champion from run {record['run']}: {record['model']}, hold-out macro-F1 "
+            f"{record['metrics']['macro_f1']:.4f}"
+        )
     except (OSError, KeyError, TypeError, ValueError):
         return f"champion submission from {champion_dir}"
 
@@ -321,16 +326,14 @@ def submit_champion(
     client: Any = None,
     credentials: KaggleCredentials | None = None,
     secret_block: str | None = None,
-) -> Any:
+) -> object:
     """Submit ``<output-dir>/champion/submission.csv``, the checked file of the current champion.
 
     The champion, not the latest run: a run that was not promoted never reaches Kaggle. Without
     a message, one is made from champion.json (run, model, hold-out macro-F1).
     """
-    from tasks.results.champion import champion_path
-
-    folder = champion_path(output_dir)
-    path = folder / "submission.csv"
+    champion = OutputDir(output_dir).champion
+    folder, path = champion.root, champion.submission
     if not path.is_file():
         raise KaggleError(f"no champion submission at {path}: run the pipeline first (and let a model be promoted)")
     return submit_file(path, message or champion_message(folder), competition, client, credentials, secret_block)

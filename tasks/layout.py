@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -74,6 +74,16 @@ class RunFolder:
         return self.validation / "gx"
 
     @property
+    def gx_expectations(self) -> Path:
+        """GX's expectation store: the suites, as JSON."""
+        return self.gx / "expectations"
+
+    @property
+    def gx_validations(self) -> Path:
+        """GX's validation-result store, read back when the Data Docs are built."""
+        return self.gx / "validations"
+
+    @property
     def validation_summary(self) -> Path:
         return self.validation / "summary.html"
 
@@ -99,6 +109,10 @@ class RunFolder:
     @property
     def models(self) -> Path:
         return self.root / "models"
+
+    def model_file(self, model: str, suffix: str) -> Path:
+        """One model's saved file, ``models/<model><suffix>`` (``.joblib``, ``.keras``)."""
+        return self.models / f"{model}{suffix}"
 
     @property
     def training_history(self) -> Path:
@@ -195,7 +209,7 @@ class OutputDir:
 
     def new_run(self) -> RunFolder:
         """Create ``runs/<YYYYmmdd-HHMMSS>-<6 hex>/``; names sort by start time (UTC)."""
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         folder = RunFolder(self.runs / f"{stamp}-{secrets.token_hex(3)}")
         folder.root.mkdir(parents=True, exist_ok=False)
         return folder

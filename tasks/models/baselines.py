@@ -5,7 +5,6 @@ subsample). They show what the transfer-learning model has to beat.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,27 +12,14 @@ from sklearn.base import ClassifierMixin
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.svm import SVC
 
-
-@dataclass(frozen=True)
-class BaselineSettings:
-    """Hyper-parameters of the scikit-learn baselines (defaults: the original project's)."""
-
-    seed: int = 42
-    rf_n_estimators: int = 1000
-    rf_max_depth: int | None = 60
-    svm_c: float = 10.0
-    svm_gamma: float | str = 0.001
-    svm_max_samples: int = 5000
-    logreg_c: float = 1.0
+from tasks.models.settings import BaselineSettings
 
 
 def fit_random_forest(
     features: np.ndarray, labels: np.ndarray, n_estimators: int, max_depth: int | None, seed: int, n_jobs: int = -1
 ) -> ClassifierMixin:
     """Random Forest on flat pixel vectors."""
-    model = RandomForestClassifier(
-        n_estimators=n_estimators, max_depth=max_depth, random_state=seed, n_jobs=n_jobs
-    )
+    model = RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, random_state=seed, n_jobs=n_jobs)
     return model.fit(features, labels)
 
 
@@ -59,17 +45,21 @@ def fit_logistic_regression(features: np.ndarray, labels: np.ndarray, c: float, 
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed)).fit(features, labels)
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed)).fit(
+        features, labels
+    )
 
 
-def fit_baseline(kind: str, features: np.ndarray, labels: np.ndarray, settings: BaselineSettings) -> ClassifierMixin:
+def fit_baseline(
+    kind: str, features: np.ndarray, labels: np.ndarray, settings: BaselineSettings, seed: int
+) -> ClassifierMixin:
     """Dispatch on the baseline's name."""
     if kind == "random_forest":
-        return fit_random_forest(features, labels, settings.rf_n_estimators, settings.rf_max_depth, settings.seed)
+        return fit_random_forest(features, labels, settings.rf_n_estimators, settings.rf_max_depth, seed)
     if kind == "svm":
-        return fit_svm(features, labels, settings.svm_c, settings.svm_gamma, settings.svm_max_samples, settings.seed)
+        return fit_svm(features, labels, settings.svm_c, settings.svm_gamma, settings.svm_max_samples, seed)
     if kind == "logreg":
-        return fit_logistic_regression(features, labels, settings.logreg_c, settings.seed)
+        return fit_logistic_regression(features, labels, settings.logreg_c, seed)
     raise ValueError(f"unknown baseline {kind!r}; expected random_forest, svm or logreg")
 
 
@@ -84,8 +74,14 @@ def load_feature_matrix(path: Path) -> np.ndarray:
 
 
 def train_baseline(
-    kind: str, feature_name: str, table_path: Path, features_path: Path, out_dir: Path, target: str,
+    kind: str,
+    feature_name: str,
+    table_path: Path,
+    features_path: Path,
+    out_dir: Path,
+    target: str,
     settings: BaselineSettings,
+    seed: int,
 ) -> Path:
     """Fit one baseline on the train role, predict hold-out and test, persist both.
 
@@ -94,17 +90,19 @@ def train_baseline(
     """
     import joblib
 
-    from tasks.results.predictions import scored_rows, write_predictions
     from tasks.data.splitting import ROLE_TRAIN, read_table
+    from tasks.layout import RunFolder
+    from tasks.results.predictions import scored_rows, write_predictions
 
     table = read_table(table_path)
     matrix = load_feature_matrix(features_path)
     train_mask = (table["role"] == ROLE_TRAIN).to_numpy()
-    model = fit_baseline(kind, matrix[train_mask], table.loc[train_mask, target].astype(int).to_numpy(), settings)
+    model = fit_baseline(kind, matrix[train_mask], table.loc[train_mask, target].astype(int).to_numpy(), settings, seed)
     name = f"{feature_name}_{kind}"
-    model_path = Path(out_dir) / "models" / f"{name}.joblib"
+    out = RunFolder(out_dir)
+    model_path = out.model_file(name, ".joblib")
     model_path.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, model_path)
     rows = scored_rows(table)
     predicted = model.predict(matrix[rows.index.to_numpy()])
-    return write_predictions(rows, predicted, Path(out_dir) / "predictions" / f"{name}.csv")
+    return write_predictions(rows, predicted, out.predictions_of(name))

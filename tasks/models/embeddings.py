@@ -15,22 +15,37 @@ from pathlib import Path
 import numpy as np
 
 from tasks.data.dataset import image_ok_flags
-from tasks.models.features import file_signature
-from tasks.io import atomic_write, fingerprint_text
 from tasks.data.splitting import ROLE_TRAIN, read_table
+from tasks.io import atomic_write, fingerprint_text
+from tasks.models.features import file_signature
+from tasks.models.settings import TransferSettings
 
 
 @dataclass(frozen=True)
 class EmbeddingSpec:
-    """What determines the cached features."""
+    """What determines the cached features: derived from `TransferSettings` (no defaults of its own,
+    so a setting cannot have two)."""
 
     backbone: str
     weights: str
     image_size: int
-    pooled: bool = True  # False: keep the feature map (for the original Flatten head)
-    views: int = 0  # extra augmented views of each training image
-    batch_size: int = 32
-    seed: int = 0
+    pooled: bool  # False: keep the feature map (for the original Flatten head)
+    views: int  # extra augmented views of each training image
+    batch_size: int
+    seed: int
+
+    @classmethod
+    def of(cls, settings: TransferSettings, seed: int) -> EmbeddingSpec:
+        """The features the transfer model (and the embedding baselines) of these settings read."""
+        return cls(
+            backbone=settings.backbone,
+            weights=str(settings.weights),
+            image_size=settings.input_size(),
+            pooled=settings.head == "gap",
+            views=settings.views,
+            batch_size=settings.batch_size,
+            seed=seed,
+        )
 
 
 def embedding_key(spec: EmbeddingSpec, paths: list[str], roles: list[str]) -> str:
@@ -40,7 +55,9 @@ def embedding_key(spec: EmbeddingSpec, paths: list[str], roles: list[str]) -> st
     return fingerprint_text(settings, role_part, *(file_signature(p) for p in paths))
 
 
-def extract_features(model, paths: list[str], ok: np.ndarray, spec: EmbeddingSpec, augment: bool, seed: int) -> np.ndarray:  # noqa: ANN001
+def extract_features(
+    model, paths: list[str], ok: np.ndarray, spec: EmbeddingSpec, augment: bool, seed: int
+) -> np.ndarray:  # noqa: ANN001
     """Run ``model`` over the images in order; float16 on disk is plenty for features."""
     from tasks.models.images import make_image_dataset
 

@@ -25,8 +25,8 @@ def load_pixel_vector(path: str, size: int, grayscale: bool = True) -> np.ndarra
     try:
         with Image.open(path) as image:
             image.draft(mode, (size * 2, size * 2))
-            image = image.convert(mode).resize((size, size), Image.BILINEAR)
-            return (np.asarray(image, np.float32) / 255.0).reshape(-1)
+            resized = image.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
+            return (np.asarray(resized, np.float32) / 255.0).reshape(-1)
     except (OSError, ValueError, Image.DecompressionBombError):
         return np.full(size * size * channels, BLANK_VALUE, np.float32)
 

@@ -9,8 +9,8 @@ the optional cache of resized images lives on disk. Augmentation is for the trai
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -71,7 +71,7 @@ def load_image(path: tf.Tensor, ok: tf.Tensor, size: int) -> tf.Tensor:
     )
 
 
-def build_augmenter(seed: int) -> "tf.keras.Sequential":
+def build_augmenter(seed: int) -> tf.keras.Sequential:
     """Flip, small rotation, zoom and contrast: what a photo of an animal or plant can undergo."""
     import keras
 
@@ -92,7 +92,7 @@ def make_image_dataset(
     size: int,
     batch_size: int,
     *,
-    ok: Sequence[bool] | None = None,
+    ok: Sequence[bool] | np.ndarray | None = None,
     augment: bool = False,
     shuffle: bool = False,
     seed: int = 0,

@@ -57,8 +57,12 @@ def balanced_class_weights(labels: np.ndarray, n_classes: int) -> dict[int, floa
 
 
 def resample(
-    labels: np.ndarray, n_classes: int, strategy: Strategy, seed: int,
-    target_share: float = 0.5, max_ratio: float = 3.0,
+    labels: np.ndarray,
+    n_classes: int,
+    strategy: Strategy,
+    seed: int,
+    target_share: float = 0.5,
+    max_ratio: float = 3.0,
 ) -> tuple[np.ndarray, dict[int, float] | None, dict[str, list[int]]]:
     """(row indices into the train rows, optional class weights, class counts before/after)."""
     labels = np.asarray(labels, int)

@@ -87,7 +87,7 @@ class _Storage:
     numel: int
     data: np.ndarray | None = None
     # Legacy view storages: (root storage, element offset); resolved when the root is filled.
-    view_of: tuple["_Storage", int] | None = None
+    view_of: tuple[_Storage, int] | None = None
 
     def resolve(self) -> np.ndarray:
         """Return the element array, following a view to its root storage."""

@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import numpy as np
 from sklearn.metrics import f1_score
 
-from tasks.models.backbones import save_weights_atomically
-from tasks.io import atomic_write_json, fingerprint_text
-from tasks.models.transfer_settings import HeadKind, TransferSettings
+from tasks.data.settings import SplitSettings
+from tasks.io import atomic_write_json, fingerprint_text, save_weights_atomically
+from tasks.layout import RunFolder
+from tasks.models.settings import HeadKind, TransferSettings
+
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     """Adam, RMSprop or SGD (momentum 0.9) by name."""
@@ -39,7 +42,9 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     return options[name]()
 
 
-def build_head(feature_shape: tuple[int, ...], n_classes: int, kind: HeadKind, dropout: float, dense_units: int) -> keras.Model:
+def build_head(
+    feature_shape: tuple[int, ...], n_classes: int, kind: HeadKind, dropout: float, dense_units: int
+) -> keras.Model:
     """The new classifier: softmax probabilities (so losses use from_logits=False: the original
     project paired a softmax output with from_logits=True). The last layer computes in float32
     so mixed precision cannot overflow the softmax."""
@@ -106,22 +111,34 @@ def history_rows(history: keras.callbacks.History, stage: int, offset: int = 0) 
     keys = list(history.history)
     n = len(history.history[keys[0]]) if keys else 0
     return [
-        {"stage": stage, "epoch": offset + i + 1, **{k: float(history.history[k][i]) for k in keys}}
-        for i in range(n)
+        {"stage": stage, "epoch": offset + i + 1, **{k: float(history.history[k][i]) for k in keys}} for i in range(n)
     ]
 
 
 def fit_head(
-    head: keras.Model, x_fit: np.ndarray, y_fit: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-    settings: TransferSettings, class_weight: dict[int, float] | None,
+    head: keras.Model,
+    x_fit: np.ndarray,
+    y_fit: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    settings: TransferSettings,
+    class_weight: dict[int, float] | None,
 ) -> list[dict[str, float]]:
     """Stage 1: train the head on cached features; returns per-epoch history rows."""
     compile_for_training(head, settings.stage1_optimizer, settings.stage1_lr)
-    stopper = MacroF1EarlyStopping(lambda: head.predict(x_val, verbose=0, batch_size=256), y_val, settings.stage1_patience)
+    stopper = MacroF1EarlyStopping(
+        lambda: head.predict(x_val, verbose=0, batch_size=256), y_val, settings.stage1_patience
+    )
     progress = ProgressCallback(progress_reporter(1), 1, settings.stage1_epochs)
     history = head.fit(
-        x_fit, y_fit, batch_size=settings.batch_size, epochs=settings.stage1_epochs, shuffle=True,
-        class_weight=class_weight, callbacks=[stopper, progress], verbose=0,
+        x_fit,
+        y_fit,
+        batch_size=settings.batch_size,
+        epochs=settings.stage1_epochs,
+        shuffle=True,
+        class_weight=class_weight,
+        callbacks=[stopper, progress],
+        verbose=0,
     )
     progress.reporter.finish(f"stage 1 done after {len(history.epoch)} epochs")
     return history_rows(history, stage=1)
@@ -143,7 +160,9 @@ class ProgressCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         score = (logs or {}).get("val_macro_f1")
-        note = f"stage {self.stage}: epoch {epoch + 1}/{self.total}" + (f", val macro-F1 {score:.3f}" if score is not None else "")
+        note = f"stage {self.stage}: epoch {epoch + 1}/{self.total}" + (
+            f", val macro-F1 {score:.3f}" if score is not None else ""
+        )
         self.reporter.update(epoch + 1, self.total, description=note)
 
 
@@ -167,30 +186,40 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.rows.append({"stage": 2, "epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
-        save_weights_atomically(self.model, self.folder / "last.weights.h5")
+        save_weights_atomically(self.model, RunFolder(self.folder).last_weights)
         if self.stopper.best_epoch == epoch:
-            save_weights_atomically(self.model, self.folder / "best.weights.h5")
+            save_weights_atomically(self.model, RunFolder(self.folder).best_weights)
         write_state(self.folder, epoch + 1, self.stopper, self.rows, finished=False)
 
 
-def write_state(folder: Path, completed: int, stopper: MacroF1EarlyStopping, rows: list[dict[str, float]], finished: bool) -> None:
+def write_state(
+    folder: Path, completed: int, stopper: MacroF1EarlyStopping, rows: list[dict[str, float]], finished: bool
+) -> None:
     """Persist where stage 2 is; read back by `read_state` on a rerun."""
     atomic_write_json(
-        folder / "state.json",
-        {"completed_epochs": completed, "best": stopper.best, "best_epoch": stopper.best_epoch,
-         "wait": stopper.wait, "finished": finished, "history": rows},
+        RunFolder(folder).transfer_state,
+        {
+            "completed_epochs": completed,
+            "best": stopper.best,
+            "best_epoch": stopper.best_epoch,
+            "wait": stopper.wait,
+            "finished": finished,
+            "history": rows,
+        },
     )
 
 
 def read_state(folder: Path) -> dict[str, Any] | None:
     """The saved stage-2 state, or None when there is none yet."""
-    path = folder / "state.json"
+    path = RunFolder(folder).transfer_state
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def checkpoint_key(settings: TransferSettings, embeddings_path: Path, roles: list[str], target: str) -> str:
+def checkpoint_key(settings: TransferSettings, split: SplitSettings, embeddings_path: Path, roles: list[str]) -> str:
     """Stage-2 checkpoints are only reused for exactly the same inputs and settings."""
-    return fingerprint_text(json.dumps(asdict(settings), sort_keys=True), Path(embeddings_path).name, target, ",".join(roles))
+    return fingerprint_text(
+        settings.model_dump_json(), split.model_dump_json(), Path(embeddings_path).name, ",".join(roles)
+    )
 
 
 # --- the two stages, end to end -------------------------------------------------------------
@@ -206,17 +235,22 @@ class TrainingRows:
     counts: dict[str, list[int]]
 
 
-def plan_training_rows(table: Any, target: str, n_classes: int, settings: TransferSettings) -> TrainingRows:
+def plan_training_rows(table: Any, n_classes: int, settings: TransferSettings, split: SplitSettings) -> TrainingRows:
     """Carve the validation slice from the TRAIN role, then resample what is left (train only)."""
-    from tasks.models.resampling import resample
     from tasks.data.splitting import ROLE_TRAIN, carve_validation_slice
+    from tasks.models.resampling import resample
 
+    target = split.target
     train = table[table["role"] == ROLE_TRAIN]
-    fit, val = carve_validation_slice(train, target, settings.val_fraction, settings.seed)  # type: ignore[arg-type]
+    fit, val = carve_validation_slice(train, target, settings.val_fraction, split.seed)  # type: ignore[arg-type]
     fit_rows = fit.index.to_numpy()
     indices, class_weight, counts = resample(
-        fit[target].astype(int).to_numpy(), n_classes, settings.resampling, settings.seed,  # type: ignore[arg-type]
-        target_share=settings.oversample_share, max_ratio=settings.undersample_ratio,
+        fit[target].astype(int).to_numpy(),
+        n_classes,
+        split.resampling,
+        split.seed,
+        target_share=split.oversample_share,
+        max_ratio=split.undersample_ratio,
     )
     return TrainingRows(fit=fit_rows[indices], val=val.index.to_numpy(), class_weight=class_weight, counts=counts)
 
@@ -231,8 +265,16 @@ def stage1_inputs(emb: dict[str, np.ndarray], rows: np.ndarray) -> tuple[np.ndar
     return np.concatenate(parts), np.asarray(len(parts))
 
 
-def image_dataset_for(table: Any, rows: np.ndarray, target: str | None, size: int, settings: TransferSettings,
-                      augment: bool, seed: int = 0, cache_dir: Path | None = None) -> Any:
+def image_dataset_for(
+    table: Any,
+    rows: np.ndarray,
+    target: str | None,
+    size: int,
+    settings: TransferSettings,
+    augment: bool,
+    seed: int = 0,
+    cache_dir: Path | None = None,
+) -> Any:
     """tf.data batches for some table rows (labels when ``target`` is given).
 
     With ``settings.image_cache`` and a ``cache_dir``, decoded images are kept on disk under a
@@ -248,16 +290,34 @@ def image_dataset_for(table: Any, rows: np.ndarray, target: str | None, size: in
         key = fingerprint_text(str(size), *subset["path"].tolist())
         cache_file = Path(cache_dir) / "images" / f"{size}-{key}"
     return make_image_dataset(
-        subset["path"].tolist(), labels, size, settings.batch_size, ok=image_ok_flags(subset),
-        augment=augment, shuffle=augment, seed=seed, cache_file=cache_file,
+        subset["path"].tolist(),
+        labels,
+        size,
+        settings.batch_size,
+        ok=image_ok_flags(subset),
+        augment=augment,
+        shuffle=augment,
+        seed=seed,
+        cache_file=cache_file,
     )
 
 
-def fine_tune(model: keras.Model, backbone: keras.Model, table: Any, plan_rows: TrainingRows, target: str,
-              size: int, settings: TransferSettings, folder: Path, jit_compile: bool) -> list[dict[str, float]]:
-    """Stage 2, resumable: continues after the last completed epoch recorded in ``folder``."""
-    from tasks.models.backbones import unfreeze_top_blocks
+def fine_tune(
+    model: keras.Model,
+    backbone: keras.Model,
+    table: Any,
+    plan_rows: TrainingRows,
+    target: str,
+    size: int,
+    settings: TransferSettings,
+    seed: int,
+    folder: Path,
+    jit_compile: bool,
+) -> list[dict[str, float]]:
+    """Stage 2, resumable: continues after the last completed epoch recorded in ``folder``
+    (``<cache>/checkpoints/<key>``, named like a run folder: `RunFolder.transfer_state`, ``.best_weights``, ``.last_weights``)."""
     from tasks.logs import get_logger
+    from tasks.models.backbones import unfreeze_top_blocks
 
     logger = get_logger()
     folder.mkdir(parents=True, exist_ok=True)
@@ -273,24 +333,32 @@ def fine_tune(model: keras.Model, backbone: keras.Model, table: Any, plan_rows: 
     if state:
         # Build the optimizer first, so the checkpoint restores its moments too (a true resume).
         model.optimizer.build(model.trainable_variables)
-        if (folder / "best.weights.h5").is_file():
-            model.load_weights(folder / "best.weights.h5")
+        if RunFolder(folder).best_weights.is_file():
+            model.load_weights(RunFolder(folder).best_weights)
             stopper.best_weights = model.get_weights()
         if state["finished"]:
             logger.info("Stage 2: reusing the finished fine-tuning checkpoint in %s", folder)
             return rows
-        model.load_weights(folder / "last.weights.h5")
+        model.load_weights(RunFolder(folder).last_weights)
         initial_epoch = int(state["completed_epochs"])
         stopper.best, stopper.best_epoch, stopper.wait = state["best"], state["best_epoch"], state["wait"]
         logger.info("Stage 2: resuming after epoch %d from %s", initial_epoch, folder)
     if stopper.wait < settings.stage2_patience and initial_epoch < settings.stage2_epochs:
-        train_ds = image_dataset_for(table, plan_rows.fit, target, size, settings, augment=True,
-                                     seed=settings.seed + initial_epoch, cache_dir=image_cache)
+        train_ds = image_dataset_for(
+            table, plan_rows.fit, target, size, settings, augment=True, seed=seed + initial_epoch, cache_dir=image_cache
+        )
         model.fit(
-            train_ds, shuffle=False, epochs=settings.stage2_epochs, initial_epoch=initial_epoch,
-            class_weight=plan_rows.class_weight, verbose=0,
-            callbacks=[stopper, EpochCheckpoint(folder, stopper, rows),
-                       ProgressCallback(progress_reporter(2), 2, settings.stage2_epochs)],
+            train_ds,
+            shuffle=False,
+            epochs=settings.stage2_epochs,
+            initial_epoch=initial_epoch,
+            class_weight=plan_rows.class_weight,
+            verbose=0,
+            callbacks=[
+                stopper,
+                EpochCheckpoint(folder, stopper, rows),
+                ProgressCallback(progress_reporter(2), 2, settings.stage2_epochs),
+            ],
         )
     elif stopper.best_weights is not None:
         model.set_weights(stopper.best_weights)
@@ -299,54 +367,75 @@ def fine_tune(model: keras.Model, backbone: keras.Model, table: Any, plan_rows: 
 
 
 def train_transfer(
-    table_path: Path, embeddings_path: Path, settings: TransferSettings, target: str, n_classes: int,
-    out_dir: Path, cache_dir: Path, refresh: bool = False,
+    table_path: Path,
+    embeddings_path: Path,
+    settings: TransferSettings,
+    split: SplitSettings,
+    n_classes: int,
+    out_dir: Path,
+    cache_dir: Path,
+    refresh: bool = False,
 ) -> dict[str, str]:
     """Both stages; writes predictions for the head-only and the fine-tuned model, the training
     history and the class counts before/after resampling. Returns model name -> predictions CSV."""
+    from tasks.data.splitting import read_table
+    from tasks.logs import get_logger
     from tasks.models.backbones import build_backbone
-    from tasks.models.transfer_settings import resolve_input_size
     from tasks.models.devices import distribution_scope, plan_devices
     from tasks.models.embeddings import load_embeddings
-    from tasks.logs import get_logger
     from tasks.results.predictions import scored_rows, write_predictions
-    from tasks.data.splitting import read_table
 
     logger = get_logger()
-    keras.utils.set_random_seed(settings.seed)
+    target = split.target
+    keras.utils.set_random_seed(split.seed)
     devices = plan_devices()
     logger.info("Training on %s", devices.description)
     table = read_table(table_path)
-    size = resolve_input_size(settings.backbone, settings.image_size)
-    plan_rows = plan_training_rows(table, target, n_classes, settings)
+    size = settings.input_size()
+    plan_rows = plan_training_rows(table, n_classes, settings, split)
     emb = load_embeddings(embeddings_path)
     x_fit, repeats = stage1_inputs(emb, plan_rows.fit)
     y_fit = np.tile(table.loc[plan_rows.fit, target].astype(int).to_numpy(), int(repeats))
     x_val, y_val = emb["clean"][plan_rows.val], table.loc[plan_rows.val, target].astype(int).to_numpy()
-    out_dir = Path(out_dir)
+    out = RunFolder(out_dir)
     scored = scored_rows(table)
     outputs: dict[str, str] = {}
     with distribution_scope(devices):
         head = build_head(x_fit.shape[1:], n_classes, settings.head, settings.dropout, settings.dense_units)
         history = fit_head(head, x_fit, y_fit, x_val, y_val, settings, plan_rows.class_weight)
-        logger.info("Stage 1: %d epochs, best validation-slice macro-F1 %.3f",
-                    len(history), max(r["val_macro_f1"] for r in history))
+        logger.info(
+            "Stage 1: %d epochs, best validation-slice macro-F1 %.3f",
+            len(history),
+            max(r["val_macro_f1"] for r in history),
+        )
         head_probs = head.predict(emb["clean"][scored.index.to_numpy()], verbose=0, batch_size=256)
         name = settings.backbone
-        outputs[f"{name}_head"] = str(write_predictions(scored, head_probs.argmax(1), out_dir / "predictions" / f"{name}_head.csv"))
+        outputs[f"{name}_head"] = str(
+            write_predictions(scored, head_probs.argmax(1), out.predictions_of(f"{name}_head"))
+        )
         if settings.stage2_epochs > 0:
-            backbone = build_backbone(settings.backbone, input_size=size, weights=settings.weights,
-                                      pooling="avg" if settings.head == "gap" else None)
+            backbone = build_backbone(
+                settings.backbone,
+                input_size=size,
+                weights=settings.weights,
+                pooling="avg" if settings.head == "gap" else None,
+            )
             model = build_finetune_model(backbone, head, size)
-            key = checkpoint_key(settings, embeddings_path, table["role"].tolist(), target)
+            key = checkpoint_key(settings, split, embeddings_path, table["role"].tolist())
+            checkpoints = Path(cache_dir) / "checkpoints" / key
             if refresh:
-                shutil.rmtree(Path(cache_dir) / "checkpoints" / key, ignore_errors=True)
-            history += fine_tune(model, backbone, table, plan_rows, target, size, settings,
-                                 Path(cache_dir) / "checkpoints" / key, devices.jit_compile)
-            probs = model.predict(image_dataset_for(table, scored.index.to_numpy(), None, size, settings, augment=False), verbose=0)
-            outputs[f"{name}_finetuned"] = str(write_predictions(scored, probs.argmax(1), out_dir / "predictions" / f"{name}_finetuned.csv"))
-            (out_dir / "models").mkdir(parents=True, exist_ok=True)
-            model.save(out_dir / "models" / f"{name}_finetuned.keras")
-    atomic_write_json(out_dir / "training_history.json", {"model": settings.backbone, "epochs": history})
-    atomic_write_json(out_dir / "resampling.json", {"strategy": settings.resampling, **plan_rows.counts})
+                shutil.rmtree(checkpoints, ignore_errors=True)
+            history += fine_tune(
+                model, backbone, table, plan_rows, target, size, settings, split.seed, checkpoints, devices.jit_compile
+            )
+            probs = model.predict(
+                image_dataset_for(table, scored.index.to_numpy(), None, size, settings, augment=False), verbose=0
+            )
+            outputs[f"{name}_finetuned"] = str(
+                write_predictions(scored, probs.argmax(1), out.predictions_of(f"{name}_finetuned"))
+            )
+            out.models.mkdir(parents=True, exist_ok=True)
+            model.save(out.model_file(f"{name}_finetuned", ".keras"))
+    atomic_write_json(out.training_history, {"model": settings.backbone, "epochs": history})
+    atomic_write_json(out.resampling, {"strategy": split.resampling, **plan_rows.counts})
     return outputs

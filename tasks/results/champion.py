@@ -5,7 +5,7 @@ Layout under the output directory::
 
     champion/            the current champion: champion.json, metrics.json, submission.csv,
                          split.csv and the best model's file(s) under models/
-    registry.jsonl       one JSON line per decision (promoted or kept, and why)
+    registry.jsonl       one JSON line per decision (promoted or kept, and why; `tasks.results.registry`)
     .champion.lock       serialises concurrent promotions (POSIX)
 
 Rules (`decide_promotion`), in order:
@@ -35,21 +35,20 @@ import json
 import os
 import secrets
 import shutil
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.io import atomic_write_json, fingerprint_files, fingerprint_text
+from tasks.layout import OutputDir, RunFolder
 from tasks.logs import get_logger
+from tasks.results.registry import append_registry, registry_entry
+from tasks.results.settings import GateSettings
 
-CHAMPION_DIR = "champion"
-REGISTRY_FILE = "registry.jsonl"
-DECISION_FILE = "champion_decision.json"
-LOCK_FILE = ".champion.lock"
 STAGING_PREFIX = ".champion-"
 OLD_PREFIX = ".champion-old-"
 #: Float noise allowance when comparing scores (F1 values are ratios of small integers).
@@ -58,19 +57,6 @@ TOLERANCE = 1e-9
 
 class ChampionError(RuntimeError):
     """The champion folder or a run folder cannot be read as expected; the message says which."""
-
-
-class GateSettings(BaseModel):
-    """How much better a challenger must be to replace the champion."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    min_improvement: float = Field(
-        0.0, ge=0.0, le=1.0, description="Hold-out macro-F1 must beat the champion's by more than this."
-    )
-    max_class_f1_drop: float = Field(
-        0.05, ge=0.0, le=1.0, description="No class's hold-out F1 may drop by more than this."
-    )
 
 
 @dataclass(frozen=True)
@@ -88,16 +74,6 @@ class Decision:
         return asdict(self)
 
 
-def champion_path(output_dir: Path) -> Path:
-    """``<output-dir>/champion``."""
-    return Path(output_dir).expanduser().resolve() / CHAMPION_DIR
-
-
-def registry_path(output_dir: Path) -> Path:
-    """``<output-dir>/registry.jsonl``."""
-    return Path(output_dir).expanduser().resolve() / REGISTRY_FILE
-
-
 def read_json(path: Path) -> Any:
     """Parse a JSON file, with the file named in the error."""
     try:
@@ -108,7 +84,7 @@ def read_json(path: Path) -> Any:
 
 def fingerprint_split(run_dir: Path) -> str:
     """Hash of the run's split.csv: equal hashes mean the very same hold-out images."""
-    path = Path(run_dir) / "split.csv"
+    path = RunFolder(run_dir).split
     if not path.is_file():
         raise ChampionError(f"{path} not found: the gate needs the run's hold-out assignment")
     return fingerprint_files([path])
@@ -120,20 +96,20 @@ def fingerprint_run_data(run_dir: Path) -> str:
     Hashes what defines the labelled data (split, filename, labels; not the absolute paths, which
     differ between machines) plus the class names, so relabelled data changes the fingerprint.
     """
-    run_dir = Path(run_dir)
-    source = run_dir / "samples.csv" if (run_dir / "samples.csv").is_file() else run_dir / "table.csv"
+    run = RunFolder(run_dir)
+    source = run.samples if run.samples.is_file() else run.table
     if not source.is_file():
-        raise ChampionError(f"neither samples.csv nor table.csv in {run_dir}: cannot fingerprint the data")
+        raise ChampionError(f"neither {run.samples} nor {run.table} exists: cannot fingerprint the data")
     frame = pd.read_csv(source, dtype=str, keep_default_na=False)
     columns = [c for c in ("split", "filename", "coarse", "fine") if c in frame.columns]
-    classes = (run_dir / "classes.json").read_text(encoding="utf-8") if (run_dir / "classes.json").is_file() else ""
+    classes = run.classes.read_text(encoding="utf-8") if run.classes.is_file() else ""
     return fingerprint_text(frame.loc[:, columns].to_csv(index=False), classes)
 
 
 def describe_run(run_dir: Path, data_fingerprint: str | None = None) -> dict[str, Any]:
     """The challenger record: the run's best model, its hold-out scores and what they were measured on."""
     run_dir = Path(run_dir).resolve()
-    metrics = read_json(run_dir / "metrics.json")
+    metrics = read_json(RunFolder(run_dir).metrics)
     best = metrics["best_model"]
     scores = metrics["models"][best]
     return {
@@ -156,13 +132,13 @@ def describe_run(run_dir: Path, data_fingerprint: str | None = None) -> dict[str
 
 def read_champion(output_dir: Path) -> dict[str, Any] | None:
     """The current champion's record, or None when there is none yet."""
-    folder = champion_path(output_dir)
+    champion = OutputDir(output_dir).champion
+    folder, record_path = champion.root, champion.champion_record
     if not folder.exists():
         return None
-    record_path = folder / "champion.json"
     if not record_path.is_file():
         raise ChampionError(
-            f"{folder} exists but has no champion.json; it was not written by this pipeline. "
+            f"{folder} exists but has no {record_path.name}; it was not written by this pipeline. "
             f"Move it away (or delete it) to start a new champion."
         )
     return read_json(record_path)
@@ -222,7 +198,8 @@ def decide_promotion(
             f"hold-out macro-F1 {new:.4f} ({challenger['model']}) does not beat the champion's {old:.4f} "
             f"({champion['model']}, run {before}) by more than {settings.min_improvement:.4f} "
             f"(difference {gain:+.4f}).",
-            run=run, champion_before=before,
+            run=run,
+            champion_before=before,
         )
     name, drop, was, now = worst_class_drop(challenger, champion)
     if drop > settings.max_class_f1_drop + TOLERANCE:
@@ -230,7 +207,8 @@ def decide_promotion(
             False,
             f"hold-out macro-F1 improves {old:.4f} -> {new:.4f}, but class {name}'s F1 drops by {drop:.4f} "
             f"({was:.4f} -> {now:.4f}), more than the allowed {settings.max_class_f1_drop:.4f}.",
-            run=run, champion_before=before,
+            run=run,
+            champion_before=before,
         )
     worst = f"worst class change: {name} {-drop:+.4f}" if name else "no per-class scores"
     return Decision(
@@ -238,7 +216,8 @@ def decide_promotion(
         f"hold-out macro-F1 {new:.4f} beats the champion's {old:.4f} (run {before}) by {gain:+.4f} "
         f"(> {settings.min_improvement:.4f}) and no class F1 drops by more than "
         f"{settings.max_class_f1_drop:.4f} ({worst}).",
-        run=run, champion_before=before,
+        run=run,
+        champion_before=before,
     )
 
 
@@ -248,7 +227,7 @@ def model_files(run_dir: Path, model: str) -> list[Path]:
     Baselines save ``<features>_<kind>.joblib``, the fine-tuned network ``<backbone>_finetuned.keras``;
     the stage-1 head (``<backbone>_head``) has no file of its own, which is recorded, not an error.
     """
-    folder = Path(run_dir) / "models"
+    folder = RunFolder(run_dir).models
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_file() and p.name.split(".", 1)[0] == model)
@@ -256,40 +235,46 @@ def model_files(run_dir: Path, model: str) -> list[Path]:
 
 def expected_test_filenames(run_dir: Path) -> list[str]:
     """The test.csv filenames in their order, from the run's table (or samples) file."""
-    run_dir = Path(run_dir)
-    if (run_dir / "table.csv").is_file():
-        table = pd.read_csv(run_dir / "table.csv", dtype=str, keep_default_na=False)
+    run = RunFolder(run_dir)
+    if run.table.is_file():
+        table = pd.read_csv(run.table, dtype=str, keep_default_na=False)
         return table.loc[table["role"] == "test", "filename"].tolist()
-    if (run_dir / "samples.csv").is_file():
-        samples = pd.read_csv(run_dir / "samples.csv", dtype=str, keep_default_na=False)
+    if run.samples.is_file():
+        samples = pd.read_csv(run.samples, dtype=str, keep_default_na=False)
         return samples.loc[samples["split"] == "test", "filename"].tolist()
-    raise ChampionError(f"neither table.csv nor samples.csv in {run_dir}: cannot check the submission")
+    raise ChampionError(f"neither {run.table} nor {run.samples} exists: cannot check the submission")
 
 
 def build_champion(run_dir: Path, staging: Path, record: dict[str, Any]) -> dict[str, Any]:
     """Fill ``staging`` with the run's champion files; the submission is checked as it is published."""
     from tasks.results.submission import publish_submission
 
-    run_dir = Path(run_dir)
+    run, built = RunFolder(run_dir), RunFolder(staging)
     staging.mkdir(parents=True, exist_ok=False)
-    for name in ("metrics.json", "split.csv"):
-        shutil.copy2(run_dir / name, staging / name)
-    submission_path = run_dir / "submission.csv"
+    shutil.copy2(run.metrics, built.metrics)
+    shutil.copy2(run.split, built.split)
+    submission_path = run.submission
     if not submission_path.is_file():
         raise ChampionError(f"{submission_path} not found: a champion needs the run's submission")
     frame = pd.read_csv(submission_path, dtype={"filename": str})
     publish_submission(
-        frame, staging / "submission.csv", expected_test_filenames(run_dir), record["target"],
+        frame,
+        built.submission,
+        expected_test_filenames(run_dir),
+        record["target"],
         len(record["class_names"]),
     )
     files = model_files(run_dir, record["model"])
     if files:
-        (staging / "models").mkdir()
+        built.models.mkdir()
         for path in files:
-            shutil.copy2(path, staging / "models" / path.name)
-    record = {**record, "model_files": [f"models/{p.name}" for p in files],
-              "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    atomic_write_json(staging / "champion.json", record)
+            shutil.copy2(path, built.models / path.name)
+    record = {
+        **record,
+        "model_files": [(built.models / p.name).relative_to(staging).as_posix() for p in files],
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    atomic_write_json(built.champion_record, record)
     return record
 
 
@@ -321,11 +306,11 @@ def recover_champion(output_dir: Path) -> list[str]:
     old champion is restored (the new one was never announced). Leftover old copies beside a
     champion, and unfinished ``.champion-<random>`` builds, are deleted.
     """
-    root = Path(output_dir).expanduser().resolve()
+    output = OutputDir(output_dir)
+    root, target = output.root, output.champion.root
     if not root.is_dir():
         return []
     actions: list[str] = []
-    target = root / CHAMPION_DIR
     olds = sorted((p for p in root.glob(f"{OLD_PREFIX}*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
     if not target.exists() and olds:
         newest = olds.pop()
@@ -347,14 +332,14 @@ def champion_lock(output_dir: Path) -> Iterator[None]:
 
     POSIX ``flock``; where it does not exist (Windows) promotions are not serialised.
     """
-    root = Path(output_dir).expanduser().resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    output = OutputDir(output_dir)
+    output.root.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         yield
         return
-    with open(root / LOCK_FILE, "a+") as handle:
+    with open(output.champion_lock, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -362,54 +347,20 @@ def champion_lock(output_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def append_registry(output_dir: Path, entry: Mapping[str, Any]) -> Path:
-    """Append one decision as a JSON line (flushed and synced: the registry is the audit trail)."""
-    path = registry_path(output_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(dict(entry), default=str, sort_keys=False) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return path
-
-
-def read_registry(output_dir: Path) -> list[dict[str, Any]]:
-    """Every decision so far, oldest first."""
-    path = registry_path(output_dir)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def registry_entry(challenger: Mapping[str, Any], decision: Decision, promoted: bool) -> dict[str, Any]:
-    """The registry line for one decision."""
-    return {
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "run": challenger["run"],
-        "target": challenger["target"],
-        "model": challenger["model"],
-        "macro_f1": challenger["metrics"]["macro_f1"],
-        "accuracy": challenger["metrics"]["accuracy"],
-        "champion_before": decision.champion_before,
-        "decision": "promoted" if promoted else "kept",
-        "reason": decision.reason,
-        "forced": decision.forced,
-        "split_fingerprint": challenger["split_fingerprint"],
-        "data_fingerprint": challenger["data_fingerprint"],
-    }
-
-
 def record_decision(run_dir: Path, output_dir: Path, challenger: Mapping[str, Any], decision: Decision) -> Decision:
     """Write the decision into the run folder and the registry, and log it."""
-    atomic_write_json(Path(run_dir) / DECISION_FILE, decision.to_dict())
+    atomic_write_json(RunFolder(run_dir).champion_decision, decision.to_dict())
     append_registry(output_dir, registry_entry(challenger, decision, decision.promote))
     logger = get_logger()
     if decision.promote:
         logger.info("Run %s promoted to champion (%s): %s", challenger["run"], decision.champion_dir, decision.reason)
     else:
-        logger.warning("Run %s not promoted; its files stay in %s. Reason: %s",
-                       challenger["run"], challenger["run_dir"], decision.reason)
+        logger.warning(
+            "Run %s not promoted; its files stay in %s. Reason: %s",
+            challenger["run"],
+            challenger["run_dir"],
+            decision.reason,
+        )
     return decision
 
 
@@ -418,12 +369,11 @@ def promote_run(
     output_dir: Path,
     data_fingerprint: str | None = None,
     settings: GateSettings = GateSettings(),
-    force: bool = False,
 ) -> Decision:
     """Gate the run's best model against the champion; promote it atomically if it wins.
 
     ``data_fingerprint``: from the validation step if it ran; otherwise computed from the run's
-    samples. ``force``: promote whatever the gate says (the reason keeps what it would have said).
+    samples. ``settings.force_promote``: promote whatever the gate says (the reason keeps what it would have said).
     Every decision is appended to ``registry.jsonl`` and written to ``<run>/champion_decision.json``.
     A submission that fails its checks stops the promotion with `SubmissionError` (the old champion
     and its submission are untouched) and is recorded as kept.
@@ -437,10 +387,15 @@ def promote_run(
         challenger = describe_run(run_dir, data_fingerprint)
         champion = read_champion(output_dir)
         decision = decide_promotion(challenger, champion, settings)
-        if force and not decision.promote:
-            decision = Decision(True, f"forced (--force-promote); the gate said: {decision.reason}",
-                                run=decision.run, champion_before=decision.champion_before, forced=True)
-        target = champion_path(output_dir)
+        if settings.force_promote and not decision.promote:
+            decision = Decision(
+                True,
+                f"forced (--force-promote); the gate said: {decision.reason}",
+                run=decision.run,
+                champion_before=decision.champion_before,
+                forced=True,
+            )
+        target = OutputDir(output_dir).champion.root
         if not decision.promote:
             kept = replace(decision, champion_dir=str(target) if champion is not None else None)
             return record_decision(run_dir, output_dir, challenger, kept)
@@ -449,8 +404,9 @@ def promote_run(
             build_champion(run_dir, staging, {**challenger, "forced": decision.forced})
             swap_champion(staging, target)
         except SubmissionError as exc:
-            refused = Decision(False, f"promotion refused: {exc}", run=decision.run,
-                               champion_before=decision.champion_before)
+            refused = Decision(
+                False, f"promotion refused: {exc}", run=decision.run, champion_before=decision.champion_before
+            )
             record_decision(run_dir, output_dir, challenger, refused)
             raise
         finally:

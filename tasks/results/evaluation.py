@@ -8,20 +8,20 @@ class reference shows what "learning nothing" scores.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 
-def evaluate_predictions(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str]) -> dict[str, Any]:
+def evaluate_predictions(truth: ArrayLike, predicted: ArrayLike, class_names: Sequence[str]) -> dict[str, Any]:
     """All hold-out metrics for one model, as a JSON-ready dict."""
     labels = list(range(len(class_names)))
-    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
+    y_true, y_pred = np.asarray(truth, int), np.asarray(predicted, int)
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     counts = confusion_matrix(y_true, y_pred, labels=labels)
     row_sums = counts.sum(axis=1, keepdims=True)
     normalised = np.divide(counts, row_sums, out=np.zeros_like(counts, dtype=float), where=row_sums > 0)
@@ -80,9 +80,10 @@ def evaluate_models(
     The best model is the one with the highest hold-out macro-F1 (ties: first listed).
     """
     from tasks.data.dataset import read_classes_json
-    from tasks.io import atomic_write_json
-    from tasks.results.predictions import holdout_truth_and_pred, read_predictions
     from tasks.data.splitting import ROLE_TRAIN, read_table
+    from tasks.io import atomic_write_json
+    from tasks.layout import RunFolder
+    from tasks.results.predictions import holdout_truth_and_pred, read_predictions
 
     if not predictions:
         raise ValueError("no model produced predictions; nothing to evaluate")
@@ -106,7 +107,7 @@ def evaluate_models(
         "majority_reference": {k: reference[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
         "models": models,
     }
-    metrics_path = atomic_write_json(Path(run_dir) / "metrics.json", metrics)
+    metrics_path = atomic_write_json(RunFolder(run_dir).metrics, metrics)
     return {
         "metrics_path": str(metrics_path),
         "best_model": best,

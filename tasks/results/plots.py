@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import math
 import textwrap
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from matplotlib.colors import Normalize, PowerNorm
 from matplotlib.figure import Figure
 
 from tasks.io import atomic_write
+from tasks.layout import RunFolder
 from tasks.logs import get_logger
 
 DPI = 110
@@ -103,8 +105,11 @@ def plot_training_curves(history: dict[str, Any], path: Path) -> Path:
         raise ValueError("the training history has no epochs to plot")
     x = global_epochs(epochs)
     stages = np.array([int(r.get("stage", 1)) for r in epochs])
-    panels = [("loss", "Training loss", "loss (cross-entropy)"), ("accuracy", "Training accuracy", "accuracy (share)"),
-              ("val_macro_f1", "Validation macro-F1", "macro-F1 on the validation slice")]
+    panels = [
+        ("loss", "Training loss", "loss (cross-entropy)"),
+        ("accuracy", "Training accuracy", "accuracy (share)"),
+        ("val_macro_f1", "Validation macro-F1", "macro-F1 on the validation slice"),
+    ]
     figure = Figure(figsize=(14, 4.2))
     axes_row = figure.subplots(1, 3)
     colours = {1: "#2f6fb3", 2: "#d1495b"}
@@ -118,8 +123,14 @@ def plot_training_curves(history: dict[str, Any], path: Path) -> Path:
             axes.axvline(x[stages == 2][0] - 0.5, color="gray", linestyle="--", linewidth=1)
         if key == "val_macro_f1" and np.isfinite(values).any():
             best = int(np.nanargmax(values))
-            axes.annotate(f"best {values[best]:.3f}", (x[best], values[best]), textcoords="offset points",
-                          xytext=(0, -14), ha="center", fontsize=8)
+            axes.annotate(
+                f"best {values[best]:.3f}",
+                (x[best], values[best]),
+                textcoords="offset points",
+                xytext=(0, -14),
+                ha="center",
+                fontsize=8,
+            )
         if key != "loss":
             axes.set_ylim(0, 1.05)
         axes.set_xlabel("epoch (stage 1, then stage 2)")
@@ -133,7 +144,10 @@ def plot_training_curves(history: dict[str, Any], path: Path) -> Path:
 
 
 def plot_confusion_matrix(
-    normalised: Sequence[Sequence[float]], class_names: Sequence[str], model: str, path: Path,
+    normalised: Sequence[Sequence[float]],
+    class_names: Sequence[str],
+    model: str,
+    path: Path,
     counts: Sequence[Sequence[int]] | None = None,
 ) -> Path:
     """The row-normalised confusion matrix (rows: true class, columns: predicted class).
@@ -156,8 +170,13 @@ def plot_confusion_matrix(
     colourbar = figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     colourbar.set_label("share of the true class's hold-out images" + ("" if annotated else " (square-root scale)"))
     font = class_axis_font_size(n)
-    axes.set_xticks(range(n), labels=list(class_names), rotation=60 if annotated else 90,
-                    ha="right" if annotated else "center", fontsize=font)
+    axes.set_xticks(
+        range(n),
+        labels=list(class_names),
+        rotation=60 if annotated else 90,
+        ha="right" if annotated else "center",
+        fontsize=font,
+    )
     axes.set_yticks(range(n), labels=list(class_names), fontsize=font)
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class")
@@ -169,8 +188,10 @@ def plot_confusion_matrix(
                 colour = "white" if value > 0.55 else "black" if value > 0 else "#b0b0b0"
                 axes.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
     recall = float(np.mean(np.diag(matrix))) if n else 0.0
-    axes.set_title(f"Confusion matrix on the hold-out, row-normalised: {model}\n"
-                   f"diagonal = recall per class (mean {recall:.3f})", fontsize=11)
+    axes.set_title(
+        f"Confusion matrix on the hold-out, row-normalised: {model}\ndiagonal = recall per class (mean {recall:.3f})",
+        fontsize=11,
+    )
     return save_figure(figure, path)
 
 
@@ -197,8 +218,13 @@ def plot_per_class_f1(models: dict[str, Sequence[float]], class_names: Sequence[
     colours = color_cycle(k)
     rows = np.arange(n)
     for i, (name, values) in enumerate(models.items()):
-        axes.barh(rows - 0.4 + height * (i + 0.5), values, height, label=f"{name} (macro {np.mean(values):.3f})",
-                  color=colours[i])
+        axes.barh(
+            rows - 0.4 + height * (i + 0.5),
+            values,
+            height,
+            label=f"{name} (macro {np.mean(values):.3f})",
+            color=colours[i],
+        )
     axes.set_yticks(rows, labels=list(class_names), fontsize=class_axis_font_size(n))
     axes.invert_yaxis()
     axes.set_xlim(0, 1.0)
@@ -237,9 +263,7 @@ def color_cycle(k: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(k)]
 
 
-def plot_model_comparison(
-    rows: Sequence[dict[str, Any]], majority: dict[str, float] | None, path: Path
-) -> Path:
+def plot_model_comparison(rows: Sequence[dict[str, Any]], majority: dict[str, float] | None, path: Path) -> Path:
     """Accuracy, macro-F1 and weighted-F1 of every model, best first, against the majority reference.
 
     The dashed line is what predicting the most frequent class scores: a model near it has
@@ -247,8 +271,11 @@ def plot_model_comparison(
     """
     if not rows:
         raise ValueError("no models to compare")
-    metrics = [("macro_f1", "macro-F1", "#2f6fb3"), ("accuracy", "accuracy", "#9aa5b1"),
-               ("weighted_f1", "weighted-F1", "#e0a458")]
+    metrics = [
+        ("macro_f1", "macro-F1", "#2f6fb3"),
+        ("accuracy", "accuracy", "#9aa5b1"),
+        ("weighted_f1", "weighted-F1", "#e0a458"),
+    ]
     models = [r["model"] for r in rows]
     figure = Figure(figsize=(10, max(3.5, 0.75 * len(models) + 1.8)), layout="constrained")
     axes = figure.subplots()
@@ -260,8 +287,13 @@ def plot_model_comparison(
         if key == "macro_f1":
             axes.bar_label(bars, fmt="%.3f", padding=2, fontsize=8)
     if majority is not None and "macro_f1" in majority:
-        axes.axvline(majority["macro_f1"], color="black", linestyle="--", linewidth=1,
-                     label=f"majority-class macro-F1 ({majority['macro_f1']:.3f})")
+        axes.axvline(
+            majority["macro_f1"],
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label=f"majority-class macro-F1 ({majority['macro_f1']:.3f})",
+        )
     axes.set_yticks(positions, labels=models)
     axes.invert_yaxis()
     axes.set_xlim(0, 1.1)
@@ -303,8 +335,15 @@ def plot_misclassified_gallery(
         axes = figure.subplots()
         axes.axis("off")
         axes.text(0.5, 0.55, "No misclassified hold-out images", ha="center", va="center", fontsize=14)
-        axes.text(0.5, 0.35, f"every hold-out image was classified correctly{suffix}", ha="center",
-                  va="center", fontsize=10, color="#555555")
+        axes.text(
+            0.5,
+            0.35,
+            f"every hold-out image was classified correctly{suffix}",
+            ha="center",
+            va="center",
+            fontsize=10,
+            color="#555555",
+        )
         axes.set_facecolor("#e8f3e8")
         figure.patch.set_facecolor("#eef6ee")
         return save_figure(figure, path)
@@ -341,12 +380,13 @@ def pick_misclassified(wrong: pd.DataFrame, target: str, limit: int = GALLERY_SI
 
 def misclassified_items(run_dir: Path, metrics: dict[str, Any]) -> tuple[list[tuple[str, str, str]], int]:
     """(image path, true name, predicted name) of the best model's wrong hold-out rows, and how many."""
-    from tasks.results.predictions import read_predictions
     from tasks.data.splitting import ROLE_HOLDOUT, read_table
+    from tasks.results.predictions import read_predictions
 
     target, best, names = metrics["target"], metrics["best_model"], metrics["class_names"]
-    table = read_table(run_dir / "table.csv")
-    predictions = read_predictions(run_dir / "predictions" / f"{best}.csv")
+    run = RunFolder(run_dir)
+    table = read_table(run.table)
+    predictions = read_predictions(run.predictions_of(best))
     holdout = table[table["role"] == ROLE_HOLDOUT].loc[:, ["split", "filename", "path", target]]
     merged = holdout.merge(predictions.loc[:, ["split", "filename", "pred"]], on=["split", "filename"], how="inner")
     merged[target] = merged[target].astype(int)
@@ -369,45 +409,50 @@ def make_run_plots(run_dir: Path) -> dict[str, Path]:
     to draw is logged and skipped, so one bad input never costs the run its other plots.
     """
     run_dir = Path(run_dir)
+    run = RunFolder(run_dir)
     logger = get_logger()
-    metrics_path = run_dir / "metrics.json"
+    metrics_path = run.metrics
     if not metrics_path.is_file():
         raise FileNotFoundError(f"{metrics_path} not found: plots need a finished evaluation")
     metrics = read_json(metrics_path)
     names = metrics["class_names"]
     best = metrics["best_model"]
-    folder = run_dir / "plots"
+    folder = run.plots
     jobs: dict[str, Callable[[Path], Path] | str] = {}
 
-    resampling = run_dir / "resampling.json"
+    resampling = run.resampling
     if resampling.is_file():
         counts = read_json(resampling)
         jobs["class_distribution"] = lambda p: plot_class_distribution(
-            names, counts["before"], counts["after"], counts.get("strategy", "none"), p)
+            names, counts["before"], counts["after"], counts.get("strategy", "none"), p
+        )
     else:
-        jobs["class_distribution"] = "no resampling.json (the transfer model was not trained)"
-    history_path = run_dir / "training_history.json"
+        jobs["class_distribution"] = f"no {resampling.name} (the transfer model was not trained)"
+    history_path = run.training_history
     if history_path.is_file():
         jobs["training_curves"] = lambda p: plot_training_curves(read_json(history_path), p)
     else:
-        jobs["training_curves"] = "no training_history.json (the transfer model was not trained)"
+        jobs["training_curves"] = f"no {history_path.name} (the transfer model was not trained)"
     best_metrics = metrics["models"][best]
     jobs["confusion_matrix"] = lambda p: plot_confusion_matrix(
-        best_metrics["confusion_matrix_normalised"], names, best, p, counts=best_metrics.get("confusion_matrix"))
-    per_class = {
+        best_metrics["confusion_matrix_normalised"], names, best, p, counts=best_metrics.get("confusion_matrix")
+    )
+    per_class: dict[str, Sequence[float]] = {
         r["model"]: [c["f1"] for c in metrics["models"][r["model"]]["per_class"]] for r in metrics["comparison"]
     }
     jobs["per_class_f1"] = lambda p: plot_per_class_f1(per_class, names, p)
     jobs["model_comparison"] = lambda p: plot_model_comparison(
-        metrics["comparison"], metrics.get("majority_reference"), p)
-    if (run_dir / "table.csv").is_file() and (run_dir / "predictions" / f"{best}.csv").is_file():
+        metrics["comparison"], metrics.get("majority_reference"), p
+    )
+    if run.table.is_file() and run.predictions_of(best).is_file():
+
         def gallery(p: Path) -> Path:
             items, total = misclassified_items(run_dir, metrics)
             return plot_misclassified_gallery(items, p, model=best, total_wrong=total)
 
         jobs["misclassified"] = gallery
     else:
-        jobs["misclassified"] = f"no table.csv or predictions/{best}.csv"
+        jobs["misclassified"] = f"no {run.table.name} or {run.predictions_of(best).relative_to(run.root)}"
 
     plots: dict[str, Path] = {}
     for name, job in jobs.items():

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.io import atomic_write_text
 from tasks.data.splitting import ROLE_HOLDOUT, ROLE_TEST
+from tasks.io import atomic_write_text
 
 PREDICTION_COLUMNS = ["filename", "split", "role", "pred"]
 
@@ -35,7 +35,9 @@ def read_predictions(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"filename": str, "split": str, "role": str, "pred": int})
 
 
-def holdout_truth_and_pred(table: pd.DataFrame, predictions: pd.DataFrame, target: str) -> tuple[np.ndarray, np.ndarray]:
+def holdout_truth_and_pred(
+    table: pd.DataFrame, predictions: pd.DataFrame, target: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Aligned (true, predicted) labels on the hold-out."""
     holdout = table[table["role"] == ROLE_HOLDOUT].loc[:, ["split", "filename", target]]
     merged = holdout.merge(predictions, on=["split", "filename"], how="left", validate="one_to_one")

@@ -16,10 +16,12 @@ import base64
 import io
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from tasks.layout import RunFolder
 from tasks.logs import get_logger
 
 REPORT_KEY = "run-report"
@@ -55,7 +57,7 @@ def check_artifact_key(key: str) -> str:
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
     """The run's metrics.json (written by the evaluation step)."""
-    path = Path(run_dir) / "metrics.json"
+    path = RunFolder(run_dir).metrics
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: the report needs a finished evaluation")
     return json.loads(path.read_text(encoding="utf-8"))
@@ -103,16 +105,26 @@ def per_class_table(metrics: Mapping[str, Any], model: str | None = None) -> lis
 def comparison_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per model, best macro-F1 first, then the majority-class reference for scale."""
     rows = [
-        {"rank": i + 1, "model": r["model"], "macro_f1": round(float(r["macro_f1"]), 4),
-         "accuracy": round(float(r["accuracy"]), 4), "weighted_f1": round(float(r["weighted_f1"]), 4)}
+        {
+            "rank": i + 1,
+            "model": r["model"],
+            "macro_f1": round(float(r["macro_f1"]), 4),
+            "accuracy": round(float(r["accuracy"]), 4),
+            "weighted_f1": round(float(r["weighted_f1"]), 4),
+        }
         for i, r in enumerate(metrics["comparison"])
     ]
     reference = metrics.get("majority_reference")
     if reference:
-        rows.append({"rank": None, "model": "(majority-class reference)",
-                     "macro_f1": round(float(reference["macro_f1"]), 4),
-                     "accuracy": round(float(reference["accuracy"]), 4),
-                     "weighted_f1": round(float(reference["weighted_f1"]), 4)})
+        rows.append(
+            {
+                "rank": None,
+                "model": "(majority-class reference)",
+                "macro_f1": round(float(reference["macro_f1"]), 4),
+                "accuracy": round(float(reference["accuracy"]), 4),
+                "weighted_f1": round(float(reference["weighted_f1"]), 4),
+            }
+        )
     return rows
 
 
@@ -165,12 +177,12 @@ def format_decision(decision: Mapping[str, Any]) -> list[str]:
 
 def format_locations(run_dir: Path, extra: Mapping[str, Any]) -> list[str]:
     """Where the run's files, the champion and the Data Docs are."""
-    run_dir = Path(run_dir).resolve()
-    lines = ["## Where things are", "", f"- Run folder: `{run_dir}`", f"- Metrics: `{run_dir / 'metrics.json'}`"]
-    submission = extra.get("submission") or run_dir / "submission.csv"
+    run = RunFolder(Path(run_dir).resolve())
+    lines = ["## Where things are", "", f"- Run folder: `{run.root}`", f"- Metrics: `{run.metrics}`"]
+    submission = extra.get("submission") or run.submission
     if Path(submission).is_file():
         lines.append(f"- Submission: `{submission}`")
-    lines.append(f"- Plots: `{run_dir / 'plots'}`")
+    lines.append(f"- Plots: `{run.plots}`")
     decision = as_mapping(extra.get("decision"))
     champion_dir = extra.get("champion_dir") or decision.get("champion_dir")
     if champion_dir:
@@ -178,8 +190,11 @@ def format_locations(run_dir: Path, extra: Mapping[str, Any]) -> list[str]:
     data_docs = extra.get("data_docs")
     if data_docs:
         text = str(data_docs)
-        lines.append(f"- Data Docs (validation report): [{text}]({text})" if text.startswith(("http://", "https://"))
-                     else f"- Data Docs (validation report): `{text}`")
+        lines.append(
+            f"- Data Docs (validation report): [{text}]({text})"
+            if text.startswith(("http://", "https://"))
+            else f"- Data Docs (validation report): `{text}`"
+        )
     else:
         lines.append("- Data Docs: not built in this run (validation did not run)")
     return lines
@@ -198,12 +213,19 @@ def build_run_report(run_dir: Path, plots: Mapping[str, Path], extra: Mapping[st
     lines = [f"# Run `{run_dir.name}`: {metrics['target']} classifier", ""]
     lines += [line + "  " for line in format_headline(metrics)]
     lines += format_decision(as_mapping(extra.get("decision")))
-    lines += ["", "## Models on the same hold-out", "", "| rank | model | macro-F1 | accuracy | weighted-F1 |",
-              "|---:|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Models on the same hold-out",
+        "",
+        "| rank | model | macro-F1 | accuracy | weighted-F1 |",
+        "|---:|---|---:|---:|---:|",
+    ]
     for row in comparison_table(metrics):
         rank = row["rank"] if row["rank"] is not None else ""
-        lines.append(f"| {rank} | {markdown_cell(row['model'])} | {row['macro_f1']:.3f} | {row['accuracy']:.3f} | "
-                     f"{row['weighted_f1']:.3f} |")
+        lines.append(
+            f"| {rank} | {markdown_cell(row['model'])} | {row['macro_f1']:.3f} | {row['accuracy']:.3f} | "
+            f"{row['weighted_f1']:.3f} |"
+        )
     lines += [""] + format_locations(run_dir, extra)
     known = {"decision", "data_docs", "champion_dir", "submission"}
     others = {k: v for k, v in extra.items() if k not in known and v is not None}
@@ -216,8 +238,7 @@ def build_run_report(run_dir: Path, plots: Mapping[str, Path], extra: Mapping[st
         if not path.is_file():
             continue
         title = PLOT_TITLES.get(name, name.replace("_", " ").capitalize())
-        lines += ["", f"### {title}", "", f"![{title}](data:image/png;base64,{encode_png(path)})",
-                  f"*File: `{path}`*"]
+        lines += ["", f"### {title}", "", f"![{title}](data:image/png;base64,{encode_png(path)})", f"*File: `{path}`*"]
     return "\n".join(lines) + "\n"
 
 
@@ -235,17 +256,21 @@ def publish_run_artifacts(run_dir: Path, plots: Mapping[str, Path], extra: dict 
     best = metrics["best_model"]
     # _sync=True: plain calls even if the caller happens to run inside an event loop.
     ids = {
-        REPORT_KEY: create_markdown_artifact(
-            markdown=build_run_report(run_dir, plots, extra), key=check_artifact_key(REPORT_KEY),
+        REPORT_KEY: create_markdown_artifact(  # type: ignore[call-arg]  # Prefect adds _sync at run time
+            markdown=build_run_report(run_dir, plots, extra),
+            key=check_artifact_key(REPORT_KEY),
             description=f"Run {run_dir.name}: best {best}, hold-out macro-F1 {metrics['models'][best]['macro_f1']:.3f}",
             _sync=True,
         ),
-        PER_CLASS_KEY: create_table_artifact(
-            table=per_class_table(metrics), key=check_artifact_key(PER_CLASS_KEY),
-            description=f"Per-class hold-out metrics of {best} (run {run_dir.name})", _sync=True,
+        PER_CLASS_KEY: create_table_artifact(  # type: ignore[call-arg]  # Prefect adds _sync at run time
+            table=per_class_table(metrics),
+            key=check_artifact_key(PER_CLASS_KEY),
+            description=f"Per-class hold-out metrics of {best} (run {run_dir.name})",
+            _sync=True,
         ),
-        COMPARISON_KEY: create_table_artifact(
-            table=comparison_table(metrics), key=check_artifact_key(COMPARISON_KEY),
+        COMPARISON_KEY: create_table_artifact(  # type: ignore[call-arg]  # Prefect adds _sync at run time
+            table=comparison_table(metrics),
+            key=check_artifact_key(COMPARISON_KEY),
             description=f"Every model on the same {metrics['holdout_size']}-image hold-out (run {run_dir.name})",
             _sync=True,
         ),
@@ -282,11 +307,11 @@ class ProgressReporter:
             from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
             if self.artifact_id is None:
-                self.artifact_id = create_progress_artifact(
+                self.artifact_id = create_progress_artifact(  # type: ignore[call-arg]  # Prefect adds _sync at run time
                     progress=percent, key=self.key, description=description or self.description, _sync=True
                 )
             else:
-                update_progress_artifact(self.artifact_id, percent, description=description, _sync=True)
+                update_progress_artifact(self.artifact_id, percent, description=description, _sync=True)  # type: ignore[call-arg]  # Prefect adds _sync at run time
         except Exception as exc:  # progress is decoration; never fail the stage for it
             get_logger().warning("Progress artifact %s disabled: %s: %s", self.key, type(exc).__name__, exc)
             self.disabled = True

@@ -7,13 +7,14 @@ class ids; labels here are always indices into info.json's list, never sorted na
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
 from tasks.data.dataset import Target
 from tasks.io import atomic_write_text
+from tasks.layout import RunFolder
 
 
 class SubmissionError(ValueError):
@@ -61,7 +62,11 @@ def publish_submission(
 
 
 def write_run_submission(
-    predictions_path: Path, samples_path: Path, target: Target, n_classes: int, run_dir: Path,
+    predictions_path: Path,
+    samples_path: Path,
+    target: Target,
+    n_classes: int,
+    run_dir: Path,
     fallback: dict[str, int] | None = None,
 ) -> Path:
     """Build the run's ``submission.csv`` from the best model's test predictions, in test.csv order.
@@ -83,4 +88,4 @@ def write_run_submission(
     if fallback and target in fallback:
         labels[~image_ok_flags(test)] = int(fallback[target])
     frame = build_submission(expected, labels.tolist(), target)
-    return publish_submission(frame, Path(run_dir) / "submission.csv", expected, target, n_classes)
+    return publish_submission(frame, RunFolder(run_dir).submission, expected, target, n_classes)

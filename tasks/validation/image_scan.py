@@ -30,31 +30,49 @@ import sqlite3
 import stat
 import time
 import warnings
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Literal
 
 import pandas as pd
 from PIL import Image, ImageFile, UnidentifiedImageError
-from prefect import task
 
 from tasks.io import fingerprint_text
 from tasks.logs import get_logger
+from tasks.validation.settings import DEFAULT_MAX_PIXELS
 
 #: Bump when what a scan records changes, so old cache entries are never reused.
 SCAN_VERSION = 1
-#: Pillow's own default decompression-bomb limit (about 89.5 megapixels).
-DEFAULT_MAX_PIXELS = 89_478_485
 #: Columns of the scan table, in order.
 SCAN_COLUMNS: tuple[str, ...] = (
-    "split", "filename", "path", "exists", "size_bytes", "decodes", "error",
-    "format", "mode", "channels", "width", "height", "cached",
+    "split",
+    "filename",
+    "path",
+    "exists",
+    "size_bytes",
+    "decodes",
+    "error",
+    "format",
+    "mode",
+    "channels",
+    "width",
+    "height",
+    "cached",
 )
 #: Columns of the input list (one row per referenced file).
 LIST_COLUMNS: tuple[str, ...] = ("split", "filename", "path")
 _RESULT_KEYS: tuple[str, ...] = (
-    "exists", "size_bytes", "decodes", "error", "format", "mode", "channels", "width", "height",
+    "exists",
+    "size_bytes",
+    "decodes",
+    "error",
+    "format",
+    "mode",
+    "channels",
+    "width",
+    "height",
 )
 
 ExecutorKind = Literal["thread", "process"]
@@ -85,8 +103,17 @@ class ScanSummary:
 
 def missing_result() -> dict[str, Any]:
     """The scan row of a file that does not exist (or is not a regular file)."""
-    return {"exists": False, "size_bytes": None, "decodes": None, "error": "file not found",
-            "format": None, "mode": None, "channels": None, "width": None, "height": None}
+    return {
+        "exists": False,
+        "size_bytes": None,
+        "decodes": None,
+        "error": "file not found",
+        "format": None,
+        "mode": None,
+        "channels": None,
+        "width": None,
+        "height": None,
+    }
 
 
 def scan_file(path: str, size_bytes: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
@@ -97,9 +124,17 @@ def scan_file(path: str, size_bytes: int, max_pixels: int = DEFAULT_MAX_PIXELS) 
     full decode notices a truncated JPEG. ``decodes`` is None when no decode was attempted
     (missing or empty file, too many pixels), so each problem fails exactly one rule.
     """
-    row: dict[str, Any] = {"exists": True, "size_bytes": int(size_bytes), "decodes": False,
-                           "error": None, "format": None, "mode": None, "channels": None,
-                           "width": None, "height": None}
+    row: dict[str, Any] = {
+        "exists": True,
+        "size_bytes": int(size_bytes),
+        "decodes": False,
+        "error": None,
+        "format": None,
+        "mode": None,
+        "channels": None,
+        "width": None,
+        "height": None,
+    }
     if size_bytes == 0:
         row.update(decodes=None, error="empty file (0 bytes)")
         return row
@@ -108,16 +143,21 @@ def scan_file(path: str, size_bytes: int, max_pixels: int = DEFAULT_MAX_PIXELS) 
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 width, height = image.size
-                row.update(format=image.format, mode=image.mode, channels=len(image.getbands()),
-                           width=int(width), height=int(height))
+                row.update(
+                    format=image.format,
+                    mode=image.mode,
+                    channels=len(image.getbands()),
+                    width=int(width),
+                    height=int(height),
+                )
                 if width * height > max_pixels:
                     row["decodes"] = None
-                    row["error"] = (f"decompression bomb: {width}x{height} = {width * height:,} "
-                                    f"pixels > {max_pixels:,}")
+                    row["error"] = f"decompression bomb: {width}x{height} = {width * height:,} pixels > {max_pixels:,}"
                     return row
                 if image.format == "JPEG":
-                    image.draft(image.mode if image.mode in ("L", "RGB") else None,
-                                (max(width // 8, 1), max(height // 8, 1)))
+                    image.draft(
+                        image.mode if image.mode in ("L", "RGB") else None, (max(width // 8, 1), max(height // 8, 1))
+                    )
                 image.load()
         row["decodes"] = True
     except Image.DecompressionBombError as exc:
@@ -171,9 +211,8 @@ def lookup_cache(connection: sqlite3.Connection, keys: list[tuple[str, int, int]
     wanted = {path: (size, mtime) for path, size, mtime in keys}
     paths = list(wanted)
     for start in range(0, len(paths), 900):  # SQLite's bound-parameter limit
-        part = paths[start:start + 900]
-        query = (f"SELECT path, size, mtime_ns, {_CACHE_COLUMNS} FROM scans "
-                 f"WHERE path IN ({','.join('?' * len(part))})")
+        part = paths[start : start + 900]
+        query = f"SELECT path, size, mtime_ns, {_CACHE_COLUMNS} FROM scans WHERE path IN ({','.join('?' * len(part))})"
         for path, size, mtime, decodes, *rest in connection.execute(query, part):
             if wanted[path] == (size, mtime):
                 found[path] = (True, size, None if decodes is None else bool(decodes), *rest)
@@ -224,7 +263,7 @@ def make_executor(kind: ExecutorKind, workers: int) -> Executor:
 
 def _batches(items: list[tuple[str, int]], size: int) -> Iterable[list[tuple[str, int]]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def scan_images(
@@ -270,26 +309,44 @@ def scan_images(
                 writer.writerows(
                     (split, filename, path, *result, cached)
                     for split, filename, path, (result, cached) in zip(
-                        chunk["split"].tolist(), chunk["filename"].tolist(), chunk["path"].tolist(), results)
+                        chunk["split"].tolist(), chunk["filename"].tolist(), chunk["path"].tolist(), results
+                    )
                 )
                 counts["total"] += len(chunk)
                 now = time.perf_counter()
                 if now - last_report >= progress_every_s:
                     last_report = now
                     rate = counts["total"] / (now - started)
-                    log.info("Image scan: %s/%s files (%s from cache, %s bad), %.0f files/s",
-                             f"{counts['total']:,}", f"{total_rows:,}", f"{counts['cached']:,}",
-                             counts["bad"], rate)
+                    log.info(
+                        "Image scan: %s/%s files (%s from cache, %s bad), %.0f files/s",
+                        f"{counts['total']:,}",
+                        f"{total_rows:,}",
+                        f"{counts['cached']:,}",
+                        counts["bad"],
+                        rate,
+                    )
         os.replace(tmp_path, scan_path)
     finally:
         connection.close()
         tmp_path.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
-    summary = ScanSummary(scan_path=str(scan_path), cache_path=str(cache_path), seconds=round(seconds, 3),
-                          workers=workers, executor=executor, **counts)
-    log.info("Image scan done: %s files in %.1f s (%s from cache, %s opened now, %s missing, %s unusable)",
-             f"{summary.total:,}", seconds, f"{summary.cached:,}", f"{summary.scanned:,}",
-             summary.missing, summary.bad)
+    summary = ScanSummary(
+        scan_path=str(scan_path),
+        cache_path=str(cache_path),
+        seconds=round(seconds, 3),
+        workers=workers,
+        executor=executor,
+        **counts,
+    )
+    log.info(
+        "Image scan done: %s files in %.1f s (%s from cache, %s opened now, %s missing, %s unusable)",
+        f"{summary.total:,}",
+        seconds,
+        f"{summary.cached:,}",
+        f"{summary.scanned:,}",
+        summary.missing,
+        summary.bad,
+    )
     return summary.to_dict()
 
 
@@ -340,9 +397,12 @@ def _scan_chunk(
 
 def read_scan(scan_path: Path) -> pd.DataFrame:
     """Read a scan table with proper types (booleans, nullable integers)."""
-    frame = pd.read_csv(scan_path, dtype={"split": str, "filename": str, "path": str, "error": str,
-                                          "format": str, "mode": str}, keep_default_na=False,
-                        na_values={c: [""] for c in ("size_bytes", "channels", "width", "height")})
+    frame = pd.read_csv(
+        scan_path,
+        dtype={"split": str, "filename": str, "path": str, "error": str, "format": str, "mode": str},
+        keep_default_na=False,
+        na_values={c: [""] for c in ("size_bytes", "channels", "width", "height")},
+    )
     for column in ("exists", "cached"):
         frame[column] = frame[column].astype(str).str.lower().eq("true")
     # decodes is tri-state: True, False, or None when no decode was attempted.
@@ -353,7 +413,3 @@ def read_scan(scan_path: Path) -> pd.DataFrame:
     for column in ("error", "format", "mode"):
         frame[column] = frame[column].where(frame[column] != "", None)
     return frame
-
-
-#: Prefect task: retried on transient I/O errors; the cache makes a retry cheap.
-scan_images_task = task(scan_images, name="scan-images", retries=2, retry_delay_seconds=[1, 5])

@@ -13,6 +13,9 @@ import pytest
 
 from flows.full import full_pipeline
 from flows.params import PipelineParams
+from tasks.data.settings import DataSettings, SplitSettings
+from tasks.models.settings import BaselineSettings, TransferSettings
+from tests.helpers import REPO
 
 
 @pytest.mark.slow
@@ -20,8 +23,10 @@ def test_full_flow_publishes_a_valid_submission_and_beats_majority(
     prefect_server: None, tiny_sample: Path, tmp_path: Path
 ) -> None:
     params = PipelineParams(
-        data_dir=tiny_sample, output_dir=tmp_path / "out", rf_n_estimators=100, seed=3,
-        image_size=64, stage1_epochs=30, stage2_epochs=1, embedding_baselines=["logreg"],
+        data=DataSettings(data_dir=tiny_sample, output_dir=tmp_path / "out"),
+        split=SplitSettings(seed=3),
+        baselines=BaselineSettings(rf_n_estimators=100, embedding_models=["logreg"]),
+        transfer=TransferSettings(image_size=64, stage1_epochs=30, stage2_epochs=1),
     )
     summary = full_pipeline(params)
 
@@ -35,8 +40,11 @@ def test_full_flow_publishes_a_valid_submission_and_beats_majority(
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["models"]) == {
-        "pixels_random_forest", "pixels_svm", "efficientnet_lite0_logreg",
-        "efficientnet_lite0_head", "efficientnet_lite0_finetuned",
+        "pixels_random_forest",
+        "pixels_svm",
+        "efficientnet_lite0_logreg",
+        "efficientnet_lite0_head",
+        "efficientnet_lite0_finetuned",
     }
     print({name: round(m["macro_f1"], 3) for name, m in metrics["models"].items()})
     best = metrics["models"][metrics["best_model"]]
@@ -47,17 +55,26 @@ def test_full_flow_publishes_a_valid_submission_and_beats_majority(
     assert set(split.loc[split.role == "train", "filename"]).isdisjoint(split.loc[split.role == "holdout", "filename"])
     # Published: plots, the champion (first run), a registry line.
     assert {p.name for p in (run_dir / "plots").glob("*.png")} >= {
-        "class_distribution.png", "training_curves.png", "confusion_matrix.png", "per_class_f1.png",
-        "model_comparison.png", "misclassified.png",
+        "class_distribution.png",
+        "training_curves.png",
+        "confusion_matrix.png",
+        "per_class_f1.png",
+        "model_comparison.png",
+        "misclassified.png",
     }
     assert summary["champion_decision"]["promote"] is True
     champion = tmp_path / "out" / "champion"
     assert (champion / "submission.csv").read_bytes() == (run_dir / "submission.csv").read_bytes()
 
     # A deliberately worse configuration on the same hold-out does not replace the champion.
-    worse = params.model_copy(update={
-        "transfer": False, "embedding_baselines": [], "baselines": ["random_forest"], "rf_n_estimators": 2, "rf_max_depth": 2,
-    })
+    worse = params.model_copy(
+        update={
+            "transfer": TransferSettings(enabled=False),
+            "baselines": BaselineSettings(
+                embedding_models=[], pixel_models=["random_forest"], rf_n_estimators=2, rf_max_depth=2
+            ),
+        }
+    )
     second = full_pipeline(worse)
     assert second["champion_decision"]["promote"] is False
     assert "macro-F1" in second["champion_decision"]["reason"]
@@ -70,8 +87,10 @@ def test_full_flow_publishes_a_valid_submission_and_beats_majority(
 @pytest.mark.slow
 def test_full_flow_fine_target(prefect_server: None, tiny_sample: Path, tmp_path: Path) -> None:
     params = PipelineParams(
-        data_dir=tiny_sample, output_dir=tmp_path / "out", target="fine", baselines=["random_forest"],
-        rf_n_estimators=50, holdout_fraction=0.34, transfer=False, embedding_baselines=[],
+        data=DataSettings(data_dir=tiny_sample, output_dir=tmp_path / "out"),
+        split=SplitSettings(target="fine", holdout_fraction=0.34),
+        baselines=BaselineSettings(pixel_models=["random_forest"], rf_n_estimators=50, embedding_models=[]),
+        transfer=TransferSettings(enabled=False),
     )
     summary = full_pipeline(params)
     submission = pd.read_csv(Path(summary["run_dir"]) / "submission.csv")
@@ -81,11 +100,15 @@ def test_full_flow_fine_target(prefect_server: None, tiny_sample: Path, tmp_path
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows.full", *args], capture_output=True, text=True, timeout=120,
-        cwd=Path(__file__).resolve().parents[1],
+        [sys.executable, "-m", "flows.full", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
     )
 
 
+@pytest.mark.slow
 def test_cli_missing_data_dir_fails_fast_with_one_sentence(tmp_path: Path) -> None:
     started = time.monotonic()
     result = run_cli("--data-dir", str(tmp_path / "nonexistent"), "--output-dir", str(tmp_path / "out"))
@@ -96,6 +119,7 @@ def test_cli_missing_data_dir_fails_fast_with_one_sentence(tmp_path: Path) -> No
     assert not (tmp_path / "out").exists()  # nothing was started or written
 
 
+@pytest.mark.slow
 def test_cli_rejects_bad_values_with_usage_error(tmp_path: Path) -> None:
     result = run_cli("--holdout-fraction", "1.5", "--output-dir", str(tmp_path))
     assert result.returncode == 2 and "--holdout-fraction" in result.stderr
@@ -103,19 +127,20 @@ def test_cli_rejects_bad_values_with_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2 and "invalid choice" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_help_lists_every_parameter() -> None:
+    from flows.cli import leaf_fields
+
     result = run_cli("--help")
     assert result.returncode == 0
-    from tasks.validation import ValidationSettings
-
-    names = [n for n in PipelineParams.model_fields if n != "validation"] + list(ValidationSettings.model_fields)
-    for name in names:
-        assert "--" + name.replace("_", "-") in result.stdout
+    for dest, _ in leaf_fields(PipelineParams):
+        section, name = dest.split(".")
+        assert f"--{section}.{name.replace('_', '-')}" in result.stdout
 
 
 def test_cli_sets_nested_validation_settings() -> None:
     from flows.cli import parse_model
 
     params = parse_model(PipelineParams, ["--max-bad-image-fraction", "0.2", "--seed", "3"], "d", "p")
-    assert params.validation.max_bad_image_fraction == 0.2 and params.seed == 3
+    assert params.validation.max_bad_image_fraction == 0.2 and params.split.seed == 3
     assert params.validation.min_class_count == PipelineParams().validation.min_class_count

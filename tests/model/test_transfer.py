@@ -17,12 +17,15 @@ import pytest
 from PIL import Image
 
 from tasks.data.dataset import load_dataset
+from tasks.data.settings import SplitSettings
+from tasks.data.splitting import read_table, split_dataset
+from tasks.layout import RunFolder
 from tasks.models.embeddings import EmbeddingSpec, compute_embeddings, load_embeddings
-from tasks.data.splitting import split_dataset, read_table
-from tasks.models.transfer_settings import TransferSettings
+from tasks.models.settings import TransferSettings
+from tests.helpers import REPO as ROOT  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-SMALL = dict(backbone="efficientnet_lite0", weights="random", image_size=32, batch_size=16, seed=5)
+SMALL = dict(backbone="efficientnet_lite0", weights="random", image_size=32, batch_size=16)
+SPLIT = SplitSettings(target="coarse", seed=5)
 
 
 @pytest.fixture()
@@ -43,19 +46,22 @@ def pixel_hashes(paths: list[str]) -> dict[str, str]:
     return hashes
 
 
-def test_holdout_never_sees_a_training_image_or_an_augmented_copy(run_table: Path, tiny_sample: Path, tmp_path: Path) -> None:
+def test_holdout_never_sees_a_training_image_or_an_augmented_copy(
+    run_table: Path, tiny_sample: Path, tmp_path: Path
+) -> None:
     from tasks.models.transfer import plan_training_rows
 
     files_before = sorted(p for p in tmp_path.rglob("*") if p.suffix.lower() in {".jpg", ".png"})
     table = read_table(run_table)
-    settings = TransferSettings(resampling="oversample", oversample_share=1.0, views=2, **SMALL)
-    plan = plan_training_rows(table, "coarse", 8, settings)
+    settings = TransferSettings(views=2, **SMALL)
+    split = SPLIT.model_copy(update={"resampling": "oversample", "oversample_share": 1.0})
+    plan = plan_training_rows(table, 8, settings, split)
     holdout_rows = set(np.flatnonzero((table["role"] == "holdout").to_numpy()))
     assert len(plan.fit) > (table["role"] == "train").sum()  # oversampling did add repeats
     assert holdout_rows.isdisjoint(plan.fit) and holdout_rows.isdisjoint(plan.val)
     assert set(table.loc[plan.fit, "role"]) == {"train"} and set(table.loc[plan.val, "role"]) == {"train"}
 
-    spec = EmbeddingSpec(views=2, **{k: v for k, v in SMALL.items() if k in ("backbone", "weights", "image_size", "batch_size", "seed")})
+    spec = EmbeddingSpec.of(settings, SPLIT.seed)
     emb = load_embeddings(compute_embeddings(run_table, spec, tmp_path / "cache"))
     # Augmented views exist for training rows only.
     assert set(emb["train_rows"]) == set(np.flatnonzero((table["role"] == "train").to_numpy()))
@@ -89,9 +95,11 @@ import json, logging, sys
 logging.basicConfig(level=logging.INFO)
 from pathlib import Path
 from tasks.models.transfer import train_transfer
-from tasks.models.transfer_settings import TransferSettings
+from tasks.data.settings import SplitSettings
+from tasks.models.settings import TransferSettings
 args = json.loads(sys.argv[1])
-out = train_transfer(Path(args["table"]), Path(args["emb"]), TransferSettings(**args["settings"]), "coarse", 8,
+out = train_transfer(Path(args["table"]), Path(args["emb"]), TransferSettings(**args["settings"]),
+                     SplitSettings(target="coarse", seed=5), 8,
                      Path(args["run"]), Path(args["cache"]))
 print("OUTPUTS", json.dumps(out))
 """
@@ -100,11 +108,17 @@ print("OUTPUTS", json.dumps(out))
 @pytest.mark.slow
 def test_killed_fine_tuning_resumes_from_last_completed_epoch(run_table: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    spec = EmbeddingSpec(**{k: v for k, v in SMALL.items() if k in ("backbone", "weights", "image_size", "batch_size", "seed")})
-    emb = compute_embeddings(run_table, spec, cache)
     settings = dict(SMALL, stage1_epochs=3, stage2_epochs=6, stage2_patience=100, unfreeze_blocks=1, image_cache=True)
-    args = json.dumps({"table": str(run_table), "emb": str(emb), "settings": settings,
-                       "run": str(tmp_path / "run"), "cache": str(cache)})
+    emb = compute_embeddings(run_table, EmbeddingSpec.of(TransferSettings(**settings), SPLIT.seed), cache)
+    args = json.dumps(
+        {
+            "table": str(run_table),
+            "emb": str(emb),
+            "settings": settings,
+            "run": str(tmp_path / "run"),
+            "cache": str(cache),
+        }
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [sys.executable, "-c", TRAIN_SCRIPT, args]
 
@@ -112,7 +126,8 @@ def test_killed_fine_tuning_resumes_from_last_completed_epoch(run_table: Path, t
     state_file = None
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and first.poll() is None:
-        states = list((cache / "checkpoints").glob("*/state.json"))
+        states = [RunFolder(folder).transfer_state for folder in (cache / "checkpoints").glob("*")]
+        states = [path for path in states if path.is_file()]
         if states and json.loads(states[0].read_text())["completed_epochs"] >= 2:
             state_file = states[0]
             break
@@ -139,12 +154,16 @@ def test_killed_fine_tuning_resumes_from_last_completed_epoch(run_table: Path, t
 
 
 def test_seed_faithful_preset_reproduces_the_original_settings() -> None:
-    from tasks.models.transfer_settings import seed_faithful_preset
+    from tasks.models.settings import seed_faithful_preset
 
-    original = seed_faithful_preset(TransferSettings(seed=9))
+    original = seed_faithful_preset(TransferSettings(batch_size=8))
     assert (original.backbone, original.image_size, original.head, original.dense_units, original.dropout) == (
-        "efficientnetv2s", 224, "flatten-dense", 512, 0.2
+        "efficientnetv2s",
+        224,
+        "flatten-dense",
+        512,
+        0.2,
     )
     assert (original.stage1_optimizer, original.stage1_lr, original.stage1_epochs) == ("adam", 1e-5, 10)
     assert (original.stage2_optimizer, original.stage2_lr) == ("rmsprop", 1e-6)
-    assert original.unfreeze_blocks >= 40 and original.seed == 9  # everything unfrozen; the seed is kept
+    assert original.unfreeze_blocks >= 40 and original.batch_size == 8  # everything unfrozen; the rest is kept

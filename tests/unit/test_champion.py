@@ -8,20 +8,21 @@ from typing import Any
 
 import pytest
 
+from tasks.layout import RunFolder
 from tasks.results import champion as champion_module
 from tasks.results.champion import (
-    DECISION_FILE,
     Decision,
     GateSettings,
     decide_promotion,
+    fingerprint_run_data,
     model_files,
     promote_run,
     read_champion,
-    read_registry,
     recover_champion,
 )
+from tasks.results.registry import read_registry
 from tasks.results.submission import SubmissionError
-from tests.test_plots import BEST, COARSE, HOLDOUT_PER_CLASS, write_fake_run
+from tests.helpers import BEST, COARSE, HOLDOUT_PER_CLASS, write_fake_run
 
 
 @pytest.fixture()
@@ -52,7 +53,12 @@ def test_first_run_is_promoted_with_its_files(workspace: dict[str, Path]) -> Non
     assert decision.promote and decision.reason == "no champion yet"
     folder = workspace["output"] / "champion"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "champion.json", "metrics.json", "models", "split.csv", "submission.csv"]
+        "champion.json",
+        "metrics.json",
+        "models",
+        "split.csv",
+        "submission.csv",
+    ]
     record = read_champion(workspace["output"])
     assert record["run"] == "run-1" and record["model"] == BEST and record["data_fingerprint"] == "data-v1"
     assert record["model_files"] == [f"models/{BEST}.keras"]
@@ -61,7 +67,7 @@ def test_first_run_is_promoted_with_its_files(workspace: dict[str, Path]) -> Non
     [line] = read_registry(workspace["output"])
     assert line["decision"] == "promoted" and line["champion_before"] is None and line["run"] == "run-1"
     assert {"time", "run", "target", "model", "macro_f1", "accuracy", "reason"} <= set(line)
-    assert json.loads((run / DECISION_FILE).read_text())["promote"] is True
+    assert json.loads(RunFolder(run).champion_decision.read_text())["promote"] is True
     assert leftovers(workspace["output"]) == []
 
 
@@ -76,7 +82,9 @@ def test_worse_run_is_kept_and_the_registry_says_why(workspace: dict[str, Path])
     assert (workspace["output"] / "champion" / "submission.csv").read_bytes() == before
     last = read_registry(workspace["output"])[-1]
     assert last["run"] == "run-2" and last["decision"] == "kept" and last["reason"] == decision.reason
-    assert (worse / "metrics.json").is_file() and json.loads((worse / DECISION_FILE).read_text())["promote"] is False
+    assert (worse / "metrics.json").is_file() and json.loads(RunFolder(worse).champion_decision.read_text())[
+        "promote"
+    ] is False
 
 
 def test_better_run_replaces_the_champion(workspace: dict[str, Path]) -> None:
@@ -99,8 +107,11 @@ def test_a_class_that_gets_much_worse_blocks_promotion(workspace: dict[str, Path
     assert "Pinopsida" in decision.reason and "more than the allowed 0.0500" in decision.reason
     assert read_champion(workspace["output"])["run"] == "run-1"
     # A looser bound lets the same run through.
-    looser = promote_run(make_run(workspace, "run-3", best_predictions=pred), workspace["output"],
-                         settings=GateSettings(max_class_f1_drop=0.5))
+    looser = promote_run(
+        make_run(workspace, "run-3", best_predictions=pred),
+        workspace["output"],
+        settings=GateSettings(max_class_f1_drop=0.5),
+    )
     assert looser.promote
 
 
@@ -108,7 +119,11 @@ def test_a_different_hold_out_is_not_compared(workspace: dict[str, Path]) -> Non
     promote_run(make_run(workspace, "run-1", best_errors=4), workspace["output"])
     decision = promote_run(make_run(workspace, "run-2", best_errors=0, split_seed=1), workspace["output"])
     assert not decision.promote and "hold-outs differ" in decision.reason and "--force-promote" in decision.reason
-    forced = promote_run(make_run(workspace, "run-3", best_errors=0, split_seed=1), workspace["output"], force=True)
+    forced = promote_run(
+        make_run(workspace, "run-3", best_errors=0, split_seed=1),
+        workspace["output"],
+        settings=GateSettings(force_promote=True),
+    )
     assert forced.promote and forced.forced and "hold-outs differ" in forced.reason
     assert read_champion(workspace["output"])["run"] == "run-3"
     assert read_registry(workspace["output"])[-1]["forced"] is True
@@ -183,9 +198,15 @@ def test_a_broken_submission_is_refused_and_the_published_one_kept(workspace: di
 
 
 def record(macro: float, per_class: dict[str, float], **changes: Any) -> dict[str, Any]:
-    base = {"run": "r", "model": "m", "target": "coarse", "class_names": list(per_class),
-            "split_fingerprint": "s1", "data_fingerprint": "d1",
-            "metrics": {"macro_f1": macro, "accuracy": macro, "per_class_f1": per_class}}
+    base = {
+        "run": "r",
+        "model": "m",
+        "target": "coarse",
+        "class_names": list(per_class),
+        "split_fingerprint": "s1",
+        "data_fingerprint": "d1",
+        "metrics": {"macro_f1": macro, "accuracy": macro, "per_class_f1": per_class},
+    }
     return {**base, **changes}
 
 
@@ -213,3 +234,15 @@ def test_model_files_follow_the_naming_of_each_model_kind(tmp_path: Path) -> Non
     finetuned = model_files(tmp_path, "efficientnet_lite0_finetuned")
     assert [p.name for p in finetuned] == ["efficientnet_lite0_finetuned.keras"]
     assert model_files(tmp_path, "efficientnet_lite0_head") == []  # the stage-1 head has no file of its own
+
+
+def test_data_fingerprint_reads_the_validated_samples_and_class_names(workspace: dict[str, Path]) -> None:
+    """Without a fingerprint from validation, the gate hashes validation/samples.csv and classes.json
+    (it once looked for them in the run root, fell back to table.csv and ignored the class names)."""
+    run = RunFolder(make_run(workspace, "run-1"))
+    before = fingerprint_run_data(run.root)
+    run.classes.write_text(json.dumps({"coarse": list(reversed(COARSE)), "fine": COARSE}))
+    relabelled = fingerprint_run_data(run.root)
+    assert relabelled != before
+    run.table.unlink()  # the samples alone are enough
+    assert fingerprint_run_data(run.root) == relabelled

@@ -14,7 +14,7 @@ from PIL import Image
 
 from tasks.data.sample import ensure_sample, generate_sample
 from tasks.data.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 def digest_tree(root: Path) -> str:

@@ -1,9 +1,10 @@
 """Data validation: a corpus of tiny datasets with exactly one defect each, plus the clean sample.
 
-Each case copies the session's tiny sample (``tiny_sample`` in conftest.py), injects one defect
-and asserts the documented outcome: which rule fails with which example, or quarantine plus a
-warning. Removing the corresponding check makes the case fail (the assertions name the exact
-Expectation and the offending row or file).
+Each case copies the session's tiny sample (``tiny_sample`` in conftest.py), injects one defect,
+runs the real ``validate_dataset`` flow (on the session's test Prefect server) and asserts the
+documented outcome: which rule fails with which example, or quarantine plus a warning. Removing
+the corresponding check makes the case fail (the assertions name the exact Expectation and the
+offending row or file).
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from flows.validate import validate_dataset
 from tasks.data.dataset import read_samples, unsafe_filename_reason
-from tasks.validation.image_scan import read_scan, scan_file, scan_images
 from tasks.data.taxonomy import FINE_NAMES
-from tasks.validation import (
-    ValidationFailed,
-    ValidationReport,
-    ValidationSettings,
-    run_validation,
-)
+from tasks.layout import OutputDir, RunFolder
+from tasks.validation.image_scan import read_scan, scan_file, scan_images
+from tasks.validation.report import ValidationFailed, ValidationReport
+from tasks.validation.settings import ValidationSettings
 
 PUBLIC = "public"
+
+#: Most cases run the flow, on the session's test Prefect server (started once).
+pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 # --------------------------------------------------------------------------------------------
@@ -47,11 +49,12 @@ def image_path(data: Path, split: str, row: int = 0) -> Path:
 
 
 def validate(data: Path, tmp_path: Path, **settings: Any) -> ValidationReport:
-    """Run validation into a fresh run folder; return the report (failed or not)."""
-    runs = tmp_path / "out" / "runs"
+    """Run the validation flow into a fresh run folder; return the report (failed or not)."""
+    output = OutputDir(tmp_path / "out")
+    runs = output.runs
     run_dir = runs / f"run-{len(list(runs.glob('*'))) if runs.exists() else 0}"
     try:
-        return run_validation(data, run_dir, ValidationSettings(**settings), tmp_path / "out" / "cache")
+        return validate_dataset(data, run_dir, ValidationSettings(**settings), output.image_scan_cache)
     except ValidationFailed as exc:
         assert exc.report is not None and str(exc) == exc.report.failure_message()
         return exc.report
@@ -98,8 +101,8 @@ def test_clean_sample_passes_with_zero_failures(tiny_sample: Path, tmp_path: Pat
     # A fresh context reading the run's stores still sees the custom Expectations.
     from expectations.context import make_context
 
-    validation_dir = Path(report.run_dir) / "validation"
-    context = make_context(validation_dir / "gx", validation_dir / "data_docs")  # a fresh context
+    run = RunFolder(report.run_dir)
+    context = make_context(run)  # a fresh context
     types = [e.expectation_type for e in context.suites.get("class_balance").expectations]
     assert types.count("expect_column_value_counts_to_be_at_least") == 2
     assert types.count("expect_column_imbalance_ratio_to_be_less_than") == 2
@@ -122,12 +125,14 @@ def test_missing_column_fails_the_column_rule(tiny_sample: Path, tmp_path: Path)
     assert report.samples_path is None and report.scan_path is None  # fail fast: no image scan
 
 
+@pytest.mark.slow
 def test_renamed_column_fails_the_column_rule(tiny_sample: Path, tmp_path: Path) -> None:
     write_csv(tiny_sample, "val", read_csv(tiny_sample, "val").rename(columns={"coarse": "label"}))
     report = validate(tiny_sample, tmp_path)
     columns = [o for o in broken(report) if o["expectation"] == "expect_table_columns_to_match_set"]
     assert [(o["suite"], o["examples"]) for o in columns] == [
-        ("val_csv", ["missing column(s): coarse", "unexpected column(s): label"])]
+        ("val_csv", ["missing column(s): coarse", "unexpected column(s): label"])
+    ]
     assert not report.passed
 
 
@@ -141,6 +146,7 @@ def test_label_out_of_range_names_the_row(tiny_sample: Path, tmp_path: Path) -> 
     assert "row 3 (line 4)" in report.failure_message()
 
 
+@pytest.mark.slow
 def test_non_integer_label_names_the_row(tiny_sample: Path, tmp_path: Path) -> None:
     frame = read_csv(tiny_sample, "val")
     frame.loc[4, "fine"] = "2.5"
@@ -151,6 +157,7 @@ def test_non_integer_label_names_the_row(tiny_sample: Path, tmp_path: Path) -> N
     assert not report.passed
 
 
+@pytest.mark.slow
 def test_fine_coarse_mismatch_breaks_the_taxonomy(tiny_sample: Path, tmp_path: Path) -> None:
     frame = read_csv(tiny_sample, "train")
     frame.loc[0, "coarse"] = str((int(frame.loc[0, "coarse"]) + 1) % 8)
@@ -163,6 +170,7 @@ def test_fine_coarse_mismatch_breaks_the_taxonomy(tiny_sample: Path, tmp_path: P
     assert len(broken(report)) == 2 and not report.passed
 
 
+@pytest.mark.slow
 def test_duplicate_filename_lists_both_rows(tiny_sample: Path, tmp_path: Path) -> None:
     frame = read_csv(tiny_sample, "train")
     frame.loc[1, "filename"] = frame.loc[0, "filename"]
@@ -182,15 +190,18 @@ def test_path_traversal_filename_is_rejected(tiny_sample: Path, tmp_path: Path) 
     assert report.scan_path is None  # the traversal path is never opened
 
 
+@pytest.mark.slow
 def test_empty_csv_fails_the_row_count(tiny_sample: Path, tmp_path: Path) -> None:
     (tiny_sample / PUBLIC / "val.csv").write_text("filename,fine,coarse\n")
     report = validate(tiny_sample, tmp_path)
     critical = broken(report, "critical")
     assert [(o["suite"], o["expectation"], o["observed"]) for o in critical] == [
-        ("val_csv", "expect_table_row_count_to_be_between", "0 rows")]
+        ("val_csv", "expect_table_row_count_to_be_between", "0 rows")
+    ]
     assert not report.passed
 
 
+@pytest.mark.slow
 def test_bom_and_crlf_csv_is_read_like_any_other(tiny_sample: Path, tmp_path: Path) -> None:
     path = tiny_sample / PUBLIC / "train.csv"
     path.write_bytes(b"\xef\xbb\xbf" + path.read_text().replace("\n", "\r\n").encode())
@@ -200,6 +211,7 @@ def test_bom_and_crlf_csv_is_read_like_any_other(tiny_sample: Path, tmp_path: Pa
     assert samples.loc[samples["split"] == "train", "filename"].str.fullmatch(r"[0-9a-f]{40}\.jpg").all()
 
 
+@pytest.mark.slow
 def test_test_filename_also_in_train_is_an_overlap(tiny_sample: Path, tmp_path: Path) -> None:
     shared = read_csv(tiny_sample, "train")["filename"].iloc[0]
     test = read_csv(tiny_sample, "test")
@@ -212,6 +224,7 @@ def test_test_filename_also_in_train_is_an_overlap(tiny_sample: Path, tmp_path: 
     assert not report.passed
 
 
+@pytest.mark.slow
 def test_unreadable_csv_is_a_failure_not_a_crash(tiny_sample: Path, tmp_path: Path) -> None:
     (tiny_sample / PUBLIC / "test.csv").write_bytes(b"")
     report = validate(tiny_sample, tmp_path)
@@ -222,6 +235,7 @@ def test_unreadable_csv_is_a_failure_not_a_crash(tiny_sample: Path, tmp_path: Pa
 # Image defects: quarantine plus a warning (train/val), flag plus fallback (test)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("defect", "expectation", "column", "reason"),
     [
@@ -248,6 +262,7 @@ def test_bad_training_image_is_quarantined_with_a_warning(
     assert quarantine["filename"].tolist() == [path.name] and reason in quarantine["reason"].iloc[0]
 
 
+@pytest.mark.slow
 def test_undecodable_test_image_keeps_its_row_with_the_fallback(tiny_sample: Path, tmp_path: Path) -> None:
     path = image_path(tiny_sample, "test", 0)
     damage_image(path, "truncated")
@@ -259,6 +274,7 @@ def test_undecodable_test_image_keeps_its_row_with_the_fallback(tiny_sample: Pat
     assert any("fallback prediction" in w and path.name in w for w in report.warnings)
 
 
+@pytest.mark.slow
 def test_too_many_bad_images_fail_validation(tiny_sample: Path, tmp_path: Path) -> None:
     for row in range(4):  # 4 of 300 train+val images = 1.3% > 1%
         damage_image(image_path(tiny_sample, "train", row), "text")
@@ -288,6 +304,7 @@ def damage_image(path: Path, defect: str) -> None:
 # Class balance: warnings, the run continues
 
 
+@pytest.mark.slow
 def test_absent_class_is_a_warning(tiny_sample: Path, tmp_path: Path) -> None:
     fine = FINE_NAMES.index("Colubridae")  # the only family of Reptilia
     for split in ("train", "val"):
@@ -297,11 +314,14 @@ def test_absent_class_is_a_warning(tiny_sample: Path, tmp_path: Path) -> None:
     assert report.passed and report.failures == []
     counts = [o for o in broken(report) if o["expectation"] == "expect_column_value_counts_to_be_at_least"]
     assert sorted((o["column"], o["examples"][0]) for o in counts) == [
-        ("coarse_name", "Reptilia: 0"), ("fine_name", "Colubridae: 0")]
+        ("coarse_name", "Reptilia: 0"),
+        ("fine_name", "Colubridae: 0"),
+    ]
     assert all(o["severity"] == "warning" for o in broken(report))
     assert len(broken(report)) == 2
 
 
+@pytest.mark.slow
 def test_extreme_imbalance_is_a_warning(tiny_sample: Path, tmp_path: Path) -> None:
     frame = read_csv(tiny_sample, "train")
     fine = FINE_NAMES.index("Sciuridae")  # the only family of Mammalia
@@ -314,7 +334,9 @@ def test_extreme_imbalance_is_a_warning(tiny_sample: Path, tmp_path: Path) -> No
     write_csv(tiny_sample, "train", pd.concat([frame, pd.DataFrame(extra)], ignore_index=True))
     report = validate(tiny_sample, tmp_path)
     assert report.passed and report.failures == []
-    ratios = {o["column"]: o for o in broken(report) if o["expectation"] == "expect_column_imbalance_ratio_to_be_less_than"}
+    ratios = {
+        o["column"]: o for o in broken(report) if o["expectation"] == "expect_column_imbalance_ratio_to_be_less_than"
+    }
     assert set(ratios) == {"coarse_name", "fine_name"}
     example = ratios["fine_name"]["examples"][0]
     assert example.startswith("largest Sciuridae: 406, smallest ") and example.endswith(": 6")
@@ -324,6 +346,7 @@ def test_extreme_imbalance_is_a_warning(tiny_sample: Path, tmp_path: Path) -> No
     assert all(o["severity"] == "warning" for o in broken(report)) and len(broken(report)) == 4
 
 
+@pytest.mark.slow
 def test_previous_reference_compares_with_the_last_validated_run(tiny_sample: Path, tmp_path: Path) -> None:
     first = validate(tiny_sample, tmp_path, reference="previous")
     assert first.passed and "known" in first.reference
@@ -337,8 +360,24 @@ def test_previous_reference_compares_with_the_last_validated_run(tiny_sample: Pa
 
 
 @pytest.mark.parametrize(
-    "name", ["a.jpg", "0f.jpg", "x y.jpg", "../x.jpg", "..", ".", "a/b.jpg", "a\\b.jpg", " a.jpg", "a.jpg ",
-             "a.jpg\n", "a\x00.jpg", "..hidden", ".hidden", "résumé.jpg"],
+    "name",
+    [
+        "a.jpg",
+        "0f.jpg",
+        "x y.jpg",
+        "../x.jpg",
+        "..",
+        ".",
+        "a/b.jpg",
+        "a\\b.jpg",
+        " a.jpg",
+        "a.jpg ",
+        "a.jpg\n",
+        "a\x00.jpg",
+        "..hidden",
+        ".hidden",
+        "résumé.jpg",
+    ],
 )
 def test_filename_pattern_agrees_with_the_loader(name: str) -> None:
     from expectations.suites import SAFE_FILENAME_REGEX
@@ -361,7 +400,8 @@ def test_scan_cache_reuses_unchanged_files_only(tiny_sample: Path, tmp_path: Pat
     files = sorted((tiny_sample / PUBLIC / "train").iterdir())[:30]
     listing = tmp_path / "list.csv"
     pd.DataFrame({"split": "train", "filename": [f.name for f in files], "path": [str(f) for f in files]}).to_csv(
-        listing, index=False)
+        listing, index=False
+    )
     cold = scan_images(listing, tmp_path / "scan.csv", tmp_path / "cache", workers=2)
     assert (cold["total"], cold["scanned"], cold["cached"]) == (30, 30, 0)
     damage_image(files[0], "truncated")  # size and mtime change -> fingerprint changes

@@ -22,15 +22,15 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from tasks.models import backbones
+from tasks.models import backbones, lite0
 from tasks.models.backbones import (
     BACKBONES,
     BackboneWeightsUnavailable,
     backbone_block_names,
     build_backbone,
-    lite0_weights_file,
     unfreeze_top_blocks,
 )
+from tasks.models.lite0 import lite0_weights_file
 from tasks.models.torch_pickle import UnsafePickleError, load_torch_state_dict
 
 # A few ImageNet-1k classes (index -> name); the full index file would need a download.
@@ -111,6 +111,7 @@ def photos() -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_random_backbones_output_documented_shapes(name: str) -> None:
     spec = BACKBONES[name]
@@ -183,9 +184,7 @@ def test_unfreeze_top_blocks_keeps_batchnorm_frozen(name: str, n_blocks_total: i
 # ------------------------------------------------------------------------------------------------
 
 
-def test_lite0_top5_is_sensible_on_sklearn_photos(
-    lite0_classifier: keras.Model, photos: dict[str, np.ndarray]
-) -> None:
+def test_lite0_top5_is_sensible_on_sklearn_photos(lite0_classifier: keras.Model, photos: dict[str, np.ndarray]) -> None:
     """Fails for random weights, a wrong kernel layout, or BGR input (see the colour check)."""
     batch = np.stack([resize_rgb(photos["china"]), resize_rgb(photos["flower"])])
     logits = lite0_classifier.predict_on_batch(batch)
@@ -234,6 +233,7 @@ def _conv_torch_same(x: np.ndarray, weight: np.ndarray, stride: int, groups: int
 
 def _bn_torch(x: np.ndarray, state: dict[str, np.ndarray], prefix: str, eps: float = 1e-3) -> np.ndarray:
     """Inference BatchNorm on NCHW with torch parameter names."""
+
     def per_channel(name: str) -> np.ndarray:
         return state[f"{prefix}.{name}"][None, :, None, None]
 
@@ -266,6 +266,7 @@ def test_lite0_first_block_matches_numpy_reimplementation_of_torch_weights(
     np.testing.assert_allclose(got, expected, atol=2e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_lite0_conversion_cache_is_written_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     image = np.random.default_rng(3).uniform(0, 255, (1, 96, 96, 3)).astype(np.float32)
     first = build_backbone("efficientnet_lite0", input_size=96, cache_dir=tmp_path)
@@ -276,16 +277,33 @@ def test_lite0_conversion_cache_is_written_then_reused(tmp_path: Path, monkeypat
     def refuse(path: object) -> None:
         raise AssertionError("the .pth must not be read when the converted cache exists")
 
-    monkeypatch.setattr(backbones, "load_torch_state_dict", refuse)
+    monkeypatch.setattr(lite0, "load_torch_state_dict", refuse)
     second = build_backbone("efficientnet_lite0", input_size=96, cache_dir=tmp_path)
     np.testing.assert_array_equal(first.predict_on_batch(image), second.predict_on_batch(image))
 
 
 def test_lite0_cache_dir_defaults_to_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIVING_THINGS_CACHE", str(tmp_path / "cache"))
-    assert backbones.default_cache_dir() == tmp_path / "cache"
+    assert lite0.default_cache_dir() == tmp_path / "cache"
     monkeypatch.delenv("LIVING_THINGS_CACHE")
-    assert backbones.default_cache_dir() == Path.home() / ".cache" / "living-things" / "backbones"
+    assert lite0.default_cache_dir() == Path.home() / ".cache" / "living-things" / "backbones"
+
+
+def test_lite0_conversion_cache_key_covers_format_version_and_port_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A changed port (format version or the source of the conversion modules) never reuses old weights."""
+    source = tmp_path / "weights.pth"
+    source.write_bytes(b"not really a state dict")
+    key = lite0.conversion_cache_key(source)
+    assert len(key) == 16 and key == lite0.conversion_cache_key(source)
+    monkeypatch.setattr(lite0, "CONVERSION_FORMAT_VERSION", lite0.CONVERSION_FORMAT_VERSION + 1)
+    bumped = lite0.conversion_cache_key(source)
+    assert bumped != key
+    monkeypatch.setattr(lite0, "conversion_source_hash", lambda: "an edited port")
+    assert lite0.conversion_cache_key(source) not in (key, bumped)
+    source.write_bytes(b"another state dict")
+    assert lite0.conversion_cache_key(source) != key
 
 
 # ------------------------------------------------------------------------------------------------
@@ -293,11 +311,11 @@ def test_lite0_cache_dir_defaults_to_env_var(tmp_path: Path, monkeypatch: pytest
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_keras_app_loads_local_weights_file(tmp_path: Path) -> None:
     """Offline users pass weights=<file>: Keras' own downloaded .h5 and our .weights.h5 both load."""
-    from keras.src.legacy.saving import legacy_h5_format
-
     import h5py
+    from keras.src.legacy.saving import legacy_h5_format
 
     image = np.random.default_rng(4).uniform(0, 255, (1, 64, 64, 3)).astype(np.float32)
     # Stand-in for the legacy .h5 that keras.applications downloads (no preprocessing layer in it).
@@ -385,16 +403,21 @@ def _state_dict_pickle(tensors: dict[str, tuple[str, int, tuple[int, ...], tuple
         pid = [_op_str("storage"), _op_global("torch", "FloatStorage"), _op_str(key), _op_str("cpu"), _op_int(0)]
         if legacy:
             pid.append(b"N")
-        body += _op_str(name) + _op_global("torch._utils", "_rebuild_tensor_v2") + _op_tuple(
-            [
-                _op_tuple(pid) + b"Q",
-                _op_int(offset),
-                _op_tuple([_op_int(v) for v in size]),
-                _op_tuple([_op_int(v) for v in stride]),
-                b"\x89",
-                _op_global("collections", "OrderedDict") + b")R",
-            ]
-        ) + b"R"
+        body += (
+            _op_str(name)
+            + _op_global("torch._utils", "_rebuild_tensor_v2")
+            + _op_tuple(
+                [
+                    _op_tuple(pid) + b"Q",
+                    _op_int(offset),
+                    _op_tuple([_op_int(v) for v in size]),
+                    _op_tuple([_op_int(v) for v in stride]),
+                    b"\x89",
+                    _op_global("collections", "OrderedDict") + b")R",
+                ]
+            )
+            + b"R"
+        )
     return body + b"u."
 
 

@@ -21,12 +21,14 @@ from typing import Any, TypeVar
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO  # noqa: E402
+
 T = TypeVar("T")
 
 TINY_PARAMS: dict[str, Any] = {
-    "sample_per_family": 4, "sample_test_per_family": 1, "image_size": 32, "stage1_epochs": 5,
-    "stage2_epochs": 1, "rf_n_estimators": 20, "embedding_baselines": ["logreg"], "weights": "random",
+    "data": {"sample_per_family": 4, "sample_test_per_family": 1},
+    "transfer": {"image_size": 32, "stage1_epochs": 5, "stage2_epochs": 1, "weights": "random"},
+    "baselines": {"rf_n_estimators": 20, "embedding_models": ["logreg"]},
 }
 
 
@@ -36,8 +38,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5,
-             alive: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> T:
+def wait_for(
+    check: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    interval: float = 0.5,
+    alive: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> T:
     """Poll ``check`` until it returns something truthy; fail with the process log otherwise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -62,8 +70,9 @@ def tail(log: Path | None, lines: int = 60) -> str:
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """A subprocess in its own process group (so its children die with it)."""
     with open(log, "wb") as handle:
-        return subprocess.Popen(args, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            args, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -88,8 +97,9 @@ def flow_run_tree(client: Any, flow_run_id: Any) -> list[Any]:
 
     ids, frontier = [flow_run_id], [flow_run_id]
     while frontier:
-        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier)))
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier))
+        )
         frontier = [child.id for child in children if child.id not in ids]
         ids += frontier
     return ids
@@ -113,9 +123,11 @@ def prefect_api(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
     }
     env.pop("PREFECT_PROFILES_PATH", None)
     log = tmp_path / "server.log"
-    server = start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                    "--port", str(port)], env, log)
+    server = start(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, log
+    )
     try:
+
         def healthy() -> bool:
             with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
                 return response.status == 200
@@ -128,12 +140,19 @@ def prefect_api(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_served_deployments_run_schedule_and_cache(prefect_api: tuple[str, dict[str, str], Path],
-                                                   tmp_path: Path) -> None:
+def test_served_deployments_run_schedule_and_cache(
+    prefect_api: tuple[str, dict[str, str], Path], tmp_path: Path
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
-        ArtifactFilter, ArtifactFilterFlowRunId, DeploymentFilter, DeploymentFilterId, FlowRunFilter,
-        FlowRunFilterId, FlowRunFilterState, FlowRunFilterStateType,
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
     from prefect.deployments import run_deployment
@@ -143,25 +162,34 @@ def test_served_deployments_run_schedule_and_cache(prefect_api: tuple[str, dict[
     out = tmp_path / "out"
     serve_log = tmp_path / "serve.log"
     server = start([sys.executable, "-m", "deployments.serve", "--output-dir", str(out)], env, serve_log)
-    params = {**TINY_PARAMS, "output_dir": str(out)}
+    params = {**TINY_PARAMS, "data": {**TINY_PARAMS["data"], "output_dir": str(out)}}
     try:
         with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
             names = ["living-things-full/manual", "living-things-full/weekly-retrain", "validate/daily-validate"]
             deployments = {
-                name: wait_for(lambda name=name: client.read_deployment_by_name(name), 120,
-                               f"deployment {name}", alive=server, log=serve_log)
+                name: wait_for(
+                    lambda name=name: client.read_deployment_by_name(name),
+                    120,
+                    f"deployment {name}",
+                    alive=server,
+                    log=serve_log,
+                )
                 for name in names
             }
 
             started = time.monotonic()
-            first = run_deployment("living-things-full/manual", parameters={"params": params},
-                                   timeout=240, poll_interval=1)
+            first = run_deployment(
+                "living-things-full/manual", parameters={"params": params}, timeout=240, poll_interval=1
+            )
             first_seconds = time.monotonic() - started
             assert first.state is not None and first.state.is_completed(), (first.state, tail(serve_log, 120))
 
             # Artifacts: the validation report (published by the validation subflow) at least.
-            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=flow_run_tree(client, first.id))))
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=flow_run_tree(client, first.id))
+                )
+            )
             assert artifacts, "the run published no artifacts"
             assert "validation-report" in {a.key for a in artifacts}
             submissions = sorted((out / "runs").glob("*/submission.csv"))
@@ -171,8 +199,9 @@ def test_served_deployments_run_schedule_and_cache(prefect_api: tuple[str, dict[
             def upcoming(deployment_id: Any) -> list[Any]:
                 return client.read_flow_runs(
                     deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-                    flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                        type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
+                    flow_run_filter=FlowRunFilter(
+                        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+                    ),
                 )
 
             for name in names[1:]:
@@ -182,12 +211,14 @@ def test_served_deployments_run_schedule_and_cache(prefect_api: tuple[str, dict[
 
             # An identical rerun is served from the cache.
             started = time.monotonic()
-            second = run_deployment("living-things-full/manual", parameters={"params": params},
-                                    timeout=240, poll_interval=1)
+            second = run_deployment(
+                "living-things-full/manual", parameters={"params": params}, timeout=240, poll_interval=1
+            )
             second_seconds = time.monotonic() - started
             assert second.state is not None and second.state.is_completed(), (second.state, tail(serve_log, 120))
-            task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=flow_run_tree(client, second.id))))
+            task_runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_run_tree(client, second.id)))
+            )
             states = {run.name: run.state.name for run in task_runs if run.state is not None}
             print(f"first run {first_seconds:.1f}s, cached rerun {second_seconds:.1f}s; task states: {states}")
             assert "Cached" in states.values(), states
@@ -197,8 +228,9 @@ def test_served_deployments_run_schedule_and_cache(prefect_api: tuple[str, dict[
 
 
 def prefect_cli(*args: str, env: dict[str, str]) -> str:
-    result = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "prefect", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, f"prefect {' '.join(args)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout
 
@@ -217,8 +249,11 @@ def test_prefect_yaml_deploys_to_the_process_work_pool(prefect_api: tuple[str, d
 
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
         deployments = {f"{d.entrypoint}/{d.name}": d for d in client.read_deployments()}
-        assert set(deployments) == {"flows.full.full_pipeline/manual", "flows.full.full_pipeline/weekly-retrain",
-                                    "flows.validate.validate/daily-validate"}
+        assert set(deployments) == {
+            "flows.full.full_pipeline/manual",
+            "flows.full.full_pipeline/weekly-retrain",
+            "flows.validate.validate/daily-validate",
+        }
         for key, deployment in deployments.items():
             assert deployment.work_pool_name == "living-things-process"
             training = "full_pipeline" in key

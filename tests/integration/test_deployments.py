@@ -14,8 +14,7 @@ from deployments.serve import DEFAULT_CRON, DEFAULT_VALIDATE_CRON, ServeSettings
 from flows.full import full_pipeline
 from flows.params import PipelineParams
 from flows.validate import ValidateParams, validate
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO  # noqa: E402
 
 
 def by_name(deployments: list[Any]) -> dict[str, Any]:
@@ -36,7 +35,7 @@ def test_three_deployments_with_their_schedules(tmp_path: Path) -> None:
     assert crons(deployments[weekly]) == [(DEFAULT_CRON, "UTC")]
     assert crons(deployments[daily]) == [(DEFAULT_VALIDATE_CRON, "UTC")]
     for deployment in deployments.values():
-        assert deployment.parameters == {"params": {"output_dir": str((tmp_path / "out").resolve())}}
+        assert deployment.parameters == {"params": {"data": {"output_dir": str((tmp_path / "out").resolve())}}}
         assert "living-things" in deployment.tags and deployment.description
         assert deployment.entrypoint in ("flows.full.full_pipeline", "flows.validate.validate")
     # One training run at a time; validation is not limited.
@@ -45,15 +44,21 @@ def test_three_deployments_with_their_schedules(tmp_path: Path) -> None:
 
 
 def test_settings_reach_the_deployments(tmp_path: Path) -> None:
-    settings = ServeSettings(cron="30 2 * * 0", validate_cron="15 5 * * *", timezone="Europe/Paris",
-                             data_dir=tmp_path / "data", output_dir=tmp_path / "out", weekly_refresh=True)
+    settings = ServeSettings(
+        cron="30 2 * * 0",
+        validate_cron="15 5 * * *",
+        timezone="Europe/Paris",
+        data_dir=tmp_path / "data",
+        output_dir=tmp_path / "out",
+        weekly_refresh=True,
+    )
     deployments = by_name(build_deployments(settings))
     weekly = deployments[f"{full_pipeline.name}/weekly-retrain"]
     assert crons(weekly) == [("30 2 * * 0", "Europe/Paris")]
     assert crons(deployments[f"{validate.name}/daily-validate"]) == [("15 5 * * *", "Europe/Paris")]
-    assert weekly.parameters["params"]["data_dir"] == str((tmp_path / "data").resolve())
-    if "refresh" in PipelineParams.model_fields:
-        assert weekly.parameters["params"]["refresh"] is True
+    assert weekly.parameters["params"]["data"]["data_dir"] == str((tmp_path / "data").resolve())
+    assert weekly.parameters["params"]["runtime"]["refresh"] is True
+    assert "runtime" not in deployments[f"{full_pipeline.name}/manual"].parameters["params"]
     # Every default is a valid parameter set for its flow.
     PipelineParams(**weekly.parameters["params"])
     ValidateParams(**deployments[f"{validate.name}/daily-validate"].parameters["params"])
@@ -64,9 +69,10 @@ def test_manual_deployment_form_exposes_every_parameter() -> None:
     schema = manual._parameter_openapi_schema.model_dump()
     assert list(schema["properties"]) == ["params"]
     form = schema["definitions"]["PipelineParams"]
-    assert set(form["properties"]) == set(PipelineParams.model_fields)
-    assert form["properties"]["target"]["enum"] == ["coarse", "fine"]
-    assert form["properties"]["seed"]["description"]  # help text shows in the UI form
+    assert list(form["properties"]) == list(PipelineParams.model_fields)  # one group per section
+    split = schema["definitions"]["SplitSettings"]["properties"]
+    assert split["target"]["enum"] == ["coarse", "fine"]
+    assert split["seed"]["description"]  # help text shows in the UI form
     assert manual.enforce_parameter_schema
 
 
@@ -81,8 +87,9 @@ def test_command_line(tmp_path: Path) -> None:
 
 
 def test_serve_help_runs_without_a_server() -> None:
-    result = subprocess.run([sys.executable, "-m", "deployments.serve", "--help"], capture_output=True, text=True,
-                            timeout=60, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-m", "deployments.serve", "--help"], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
     assert result.returncode == 0 and "--validate-cron" in result.stdout
 
 
@@ -91,6 +98,14 @@ def test_serve_help_runs_without_a_server() -> None:
 
 def load_prefect_yaml() -> dict[str, Any]:
     return yaml.safe_load((REPO / "prefect.yaml").read_text())
+
+
+def test_prefect_yaml_is_generated_from_the_deployment_table() -> None:
+    from deployments.prefect_yaml import render
+
+    assert (REPO / "prefect.yaml").read_text(encoding="utf-8") == render(), (
+        "prefect.yaml is stale: run python -m deployments.prefect_yaml"
+    )
 
 
 def test_prefect_yaml_matches_the_served_deployments() -> None:

@@ -50,8 +50,9 @@ class FakeKaggle:
         self.prefix = prefix
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
 
-    def competition_download_files(self, competition: str, path: str | None = None, force: bool = False,
-                                   quiet: bool = True) -> None:
+    def competition_download_files(
+        self, competition: str, path: str | None = None, force: bool = False, quiet: bool = True
+    ) -> None:
         self.calls.append(("download", (competition,), {"path": path}))
         with zipfile.ZipFile(Path(path) / f"{competition}.zip", "w") as bundle:
             for name, text in LAYOUT.items():
@@ -165,15 +166,21 @@ def test_submit_champion_needs_a_champion(tmp_path: Path) -> None:
     client = FakeKaggle()
     submit_champion(tmp_path / "outputs", "champion of run 7", client=client)
     assert client.calls[0][1][:2] == (str((champion / "submission.csv").resolve()), "champion of run 7")
-    (champion / "champion.json").write_text(json.dumps(
-        {"run": "20260101-000000-abcdef", "model": "efficientnet_lite0_finetuned", "metrics": {"macro_f1": 0.91234}}))
+    (champion / "champion.json").write_text(
+        json.dumps(
+            {"run": "20260101-000000-abcdef", "model": "efficientnet_lite0_finetuned", "metrics": {"macro_f1": 0.91234}}
+        )
+    )
     submit_champion(tmp_path / "outputs", client=client)
-    assert client.calls[1][1][1] == "champion from run 20260101-000000-abcdef: efficientnet_lite0_finetuned, " \
+    assert (
+        client.calls[1][1][1] == "champion from run 20260101-000000-abcdef: efficientnet_lite0_finetuned, "
         "hold-out macro-F1 0.9123"
+    )
 
 
 def install_fake_kaggle_package(monkeypatch: pytest.MonkeyPatch, authenticate: Any) -> type:
     """Put a `kaggle.api.kaggle_api_extended.KaggleApi` into sys.modules, like the real package."""
+
     class KaggleApi(FakeKaggle):
         seen_env: dict[str, str | None] = {}
 

@@ -26,7 +26,7 @@ from tasks.results.report import (
     encode_png,
     publish_run_artifacts,
 )
-from tests.test_plots import COARSE, write_fake_run
+from tests.helpers import COARSE, write_fake_run
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,12 @@ def test_run_artifacts_are_published_and_readable(prefect_server: None, run_with
         sent = [progress.update(epoch, 5) for epoch in range(1, 6)]
         assert sent[-1] == 100.0
         ids = publish_run_artifacts(
-            run, plots, {"decision": {"promote": False, "reason": "macro-F1 0.80 does not beat 0.85"},
-                         "data_docs": "/somewhere/data_docs/index.html"},
+            run,
+            plots,
+            {
+                "decision": {"promote": False, "reason": "macro-F1 0.80 does not beat 0.85"},
+                "data_docs": "/somewhere/data_docs/index.html",
+            },
         )
         return {**ids, PROGRESS_KEY: str(progress.artifact_id)}
 

@@ -69,11 +69,13 @@ def failed_run(parameters: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 
 def test_webhook_receives_a_short_message(webhook: Webhook) -> None:
-    notify_on_failure(*failed_run({"params": {"notify_url": webhook.url, "output_dir": "out"}}))
+    notify_on_failure(*failed_run({"params": {"runtime": {"notify_url": webhook.url}, "data": {"output_dir": "out"}}}))
     assert len(webhook.received) == 1 and webhook.paths == ["/hooks/secret-token"]
     text = webhook.received[0]["text"]
-    assert text == "Prefect flow run living-things-full/brave-otter ended Failed: " \
-                   "Flow run encountered an exception: ValueError: bad labels"
+    assert (
+        text == "Prefect flow run living-things-full/brave-otter ended Failed: "
+        "Flow run encountered an exception: ValueError: bad labels"
+    )
     assert "Traceback" not in text and "secret-token" not in text
 
 
@@ -87,8 +89,10 @@ def test_top_level_parameter_and_environment_variable(webhook: Webhook, monkeypa
 def test_parameter_wins_over_environment() -> None:
     params = {"params": SimpleNamespace(notify_url="https://a.example/hook")}
     assert notify_url_for(params, environ={ENV_VAR: "https://b.example/hook"}) == "https://a.example/hook"
-    assert notify_url_for({"params": {"notify_url": None}}, environ={ENV_VAR: " https://b.example "}) == \
-        "https://b.example"
+    assert (
+        notify_url_for({"params": {"notify_url": None}}, environ={ENV_VAR: " https://b.example "})
+        == "https://b.example"
+    )
 
 
 def test_no_url_sends_nothing(webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from flows.retries import IO_RETRIES, TRAINING_RETRIES, is_first_attempt, is_tra
 from tasks.data.dataset import DatasetError
 from tasks.data.splitting import SplitError
 from tasks.results.submission import SubmissionError
-from tasks.validation import ValidationFailed
+from tasks.validation.report import ValidationFailed
 
 
 def tf_error(name: str) -> Exception:
@@ -21,22 +21,44 @@ def tf_error(name: str) -> Exception:
     return type(name, (op_error,), {})("device busy")
 
 
-@pytest.mark.parametrize("exc", [
-    OSError(errno.EIO, "I/O error"), ConnectionResetError(), ConnectionRefusedError(), TimeoutError(),
-    BrokenPipeError(), tf_error("ResourceExhaustedError"), tf_error("UnavailableError"),
-    tf_error("AbortedError"), tf_error("DeadlineExceededError"),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        OSError(errno.EIO, "I/O error"),
+        ConnectionResetError(),
+        ConnectionRefusedError(),
+        TimeoutError(),
+        BrokenPipeError(),
+        tf_error("ResourceExhaustedError"),
+        tf_error("UnavailableError"),
+        tf_error("AbortedError"),
+        tf_error("DeadlineExceededError"),
+    ],
+)
 def test_transient_errors_are_retried(exc: Exception) -> None:
     assert retry_on_transient(None, None, Failed(data=exc))
 
 
-@pytest.mark.parametrize("exc", [
-    ValueError("bad"), KeyError("x"), TypeError("t"), MemoryError(), DatasetError("no info.json"),
-    SplitError("too few"), SubmissionError("rows"), ValidationFailed("broken rule", None),
-    FileNotFoundError(errno.ENOENT, "missing"), PermissionError(errno.EACCES, "denied"),
-    OSError(errno.ENOSPC, "disk full"), RuntimeError("bug"), tf_error("InvalidArgumentError"),
-    ZeroDivisionError(), AssertionError(),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ValueError("bad"),
+        KeyError("x"),
+        TypeError("t"),
+        MemoryError(),
+        DatasetError("no info.json"),
+        SplitError("too few"),
+        SubmissionError("rows"),
+        ValidationFailed("broken rule", None),
+        FileNotFoundError(errno.ENOENT, "missing"),
+        PermissionError(errno.EACCES, "denied"),
+        OSError(errno.ENOSPC, "disk full"),
+        RuntimeError("bug"),
+        tf_error("InvalidArgumentError"),
+        ZeroDivisionError(),
+        AssertionError(),
+    ],
+)
 def test_programming_and_data_errors_are_not(exc: Exception) -> None:
     assert not retry_on_transient(None, None, Failed(data=exc))
 

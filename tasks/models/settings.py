@@ -1,0 +1,151 @@
+"""Settings of the model stage: the scikit-learn baselines and the transfer-learning model.
+
+Importable without TensorFlow, Keras or scikit-learn, so the CLI, the Prefect UI form and cache
+keys cost nothing. Each section is both the parameters a user sets and the settings type the
+model tasks take: each setting has exactly one default, here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+HeadKind = Literal["gap", "flatten-dense"]
+Backbone = Literal["efficientnet_lite0", "mobilenetv2", "efficientnetv2s"]
+PixelModel = Literal["random_forest", "svm"]
+EmbeddingModel = Literal["logreg", "random_forest", "svm"]
+
+#: Default square input size per backbone. Kept here, free of Keras, so that a flow can key its
+#: caches without importing TensorFlow; `tasks.models.backbones` reads its specs' sizes from it.
+DEFAULT_INPUT_SIZES: dict[str, int] = {"efficientnet_lite0": 224, "efficientnetv2s": 224, "mobilenetv2": 224}
+
+
+class BaselineSettings(BaseModel):
+    """The scikit-learn models: on small grayscale pixels (the original project's baselines) and
+    on the cached backbone features (a linear probe and friends)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pixel_models: list[PixelModel] = Field(
+        ["random_forest", "svm"], description="Pixel baselines to train (none: an empty list)."
+    )
+    embedding_models: list[EmbeddingModel] = Field(
+        ["logreg", "random_forest", "svm"],
+        description="Classifiers trained on the cached backbone features (logreg = linear probe; none: an empty list).",
+    )
+    pixel_size: int = Field(48, ge=8, le=256, description="Side of the grayscale images the pixel baselines see.")
+    rf_n_estimators: int = Field(300, ge=1, description="Random Forest trees (the original project used 1000).")
+    rf_max_depth: Optional[int] = Field(
+        60, ge=1, description="Random Forest depth limit on pixels (original: 60; empty: unlimited)."
+    )
+    svm_c: float = Field(10.0, gt=0, description="SVM regularisation C on pixels (original: 10).")
+    svm_gamma: Union[Literal["scale"], float] = Field(0.001, description="SVM rbf gamma on pixels (original: 0.001).")
+    svm_max_samples: int = Field(
+        5000, ge=10, description="SVMs train on at most this many images (kernel SVMs are O(n^2))."
+    )
+    logreg_c: float = Field(1.0, gt=0, description="Linear probe: inverse L2 strength on standardised features.")
+    embedding_rf_max_depth: Optional[int] = Field(
+        None, ge=1, description="Random Forest depth limit on backbone features (empty: unlimited)."
+    )
+    embedding_svm_c: float = Field(1.0, gt=0, description="SVM C on backbone features.")
+    embedding_svm_gamma: Union[Literal["scale"], float] = Field(
+        "scale",
+        description="SVM rbf gamma on backbone features (scale: 1 / (n_features * variance)); the pixel "
+        "gamma does not suit raw features.",
+    )
+
+    def on_embeddings(self) -> BaselineSettings:
+        """The hyper-parameters the fitting code reads, with the backbone-feature values in place."""
+        return self.model_copy(
+            update={
+                "rf_max_depth": self.embedding_rf_max_depth,
+                "svm_c": self.embedding_svm_c,
+                "svm_gamma": self.embedding_svm_gamma,
+            }
+        )
+
+
+class TransferSettings(BaseModel):
+    """The transfer-learning model; its JSON is part of the feature and checkpoint keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(True, description="Train the transfer-learning model (stage 1 head, stage 2 fine-tuning).")
+    preset: Literal["default", "original"] = Field(
+        "default",
+        description="original: the student project's settings (EfficientNetV2S 224 px, Flatten-Dense(512) "
+        "head, Adam 1e-5 x10 then RMSprop 1e-6, all unfrozen); needs ImageNet weights for EfficientNetV2S.",
+    )
+    backbone: Backbone = Field(
+        "efficientnet_lite0",
+        description="Backbone; efficientnet_lite0's ImageNet weights ship with the package (offline).",
+    )
+    weights: str = Field("imagenet", description="imagenet, random, or a local weights file.")
+    image_size: Optional[int] = Field(
+        None, ge=32, le=600, description="Input size in pixels (empty: the backbone's default)."
+    )
+    head: HeadKind = Field(
+        "gap", description="gap: pooled features -> Dropout -> Dense; flatten-dense: the original head."
+    )
+    dense_units: int = Field(512, ge=1, description="flatten-dense head: units of its hidden Dense layer.")
+    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the classifier.")
+    batch_size: int = Field(32, ge=1, description="Images per batch.")
+    views: int = Field(0, ge=0, le=10, description="Extra augmented views of each training image for stage 1.")
+    stage1_epochs: int = Field(60, ge=1, description="Stage 1 (frozen backbone, cached features) epoch limit.")
+    stage1_optimizer: Literal["adam", "rmsprop", "sgd"] = Field("adam", description="Stage 1 optimizer.")
+    stage1_lr: float = Field(3e-3, gt=0, description="Stage 1 learning rate.")
+    stage1_patience: int = Field(
+        8, ge=1, description="Stage 1 early-stopping patience (epochs without a better validation macro-F1)."
+    )
+    stage2_epochs: int = Field(2, ge=0, description="Stage 2 (fine-tuning) epoch limit; 0 skips stage 2.")
+    stage2_optimizer: Literal["adam", "rmsprop", "sgd"] = Field("adam", description="Stage 2 optimizer.")
+    stage2_lr: float = Field(1e-5, gt=0, description="Stage 2 learning rate.")
+    stage2_patience: int = Field(2, ge=1, description="Stage 2 early-stopping patience.")
+    unfreeze_blocks: int = Field(
+        2, ge=0, description="Stage 2 unfreezes this many top backbone blocks (BatchNorm stays frozen)."
+    )
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of the TRAIN split used for early stopping.")
+    image_cache: bool = Field(
+        False, description="Stage 2: keep decoded, resized training images on disk (uint8) after the first epoch."
+    )
+
+    def resolved(self) -> TransferSettings:
+        """The settings a run trains with: the preset applied over the fields."""
+        return seed_faithful_preset(self) if self.preset == "original" else self
+
+    def input_size(self) -> int:
+        """The requested size, or the backbone's default."""
+        return resolve_input_size(self.backbone, self.image_size)
+
+
+def resolve_input_size(backbone: str, image_size: int | None) -> int:
+    """The requested size, or the backbone's default."""
+    if image_size:
+        return int(image_size)
+    if backbone not in DEFAULT_INPUT_SIZES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(DEFAULT_INPUT_SIZES)}")
+    return DEFAULT_INPUT_SIZES[backbone]
+
+
+def seed_faithful_preset(settings: TransferSettings) -> TransferSettings:
+    """The original project's settings (DESIGN §3), for comparison: EfficientNetV2S at 224 px,
+    Flatten -> Dense(512) -> Dropout(0.2) head, stage 1 Adam 1e-5 x 10 epochs, stage 2 RMSprop
+    1e-6 with the whole backbone unfrozen. Its ImageNet weights need a download (or a local file)."""
+    return settings.model_copy(
+        update=dict(
+            preset="original",
+            backbone="efficientnetv2s",
+            image_size=224,
+            head="flatten-dense",
+            dense_units=512,
+            dropout=0.2,
+            stage1_optimizer="adam",
+            stage1_lr=1e-5,
+            stage1_epochs=10,
+            stage1_patience=10,
+            stage2_optimizer="rmsprop",
+            stage2_lr=1e-6,
+            unfreeze_blocks=10_000,
+        )
+    )

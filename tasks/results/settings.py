@@ -1,0 +1,50 @@
+"""Settings of the results stage: the champion gate and Kaggle (download and submission).
+
+Each section is both the parameters a user sets and the settings the results tasks take: each
+setting has exactly one default, here.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.kaggle import DEFAULT_COMPETITION
+
+
+class GateSettings(BaseModel):
+    """How much better a challenger must be to replace the champion (TFX's "blessing")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_improvement: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="A new model replaces the champion only if its hold-out macro-F1 beats the champion's by more than this.",
+    )
+    max_class_f1_drop: float = Field(
+        0.05, ge=0.0, le=1.0, description="...and no class's hold-out F1 drops by more than this."
+    )
+    force_promote: bool = Field(False, description="Replace the champion whatever the gate says (recorded as forced).")
+
+
+class KaggleSettings(BaseModel):
+    """The Kaggle competition: download its data first, submit the champion's file at the end."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    download: bool = Field(
+        False, description="Download the Kaggle competition into the data dir first (needs Kaggle credentials)."
+    )
+    submit: bool = Field(
+        False, description="Submit the champion's submission.csv to Kaggle at the end (needs Kaggle credentials)."
+    )
+    submit_message: Optional[str] = Field(
+        None, description="Kaggle submission message (empty: the champion's run, model and macro-F1)."
+    )
+    competition: str = Field(DEFAULT_COMPETITION, description="Kaggle competition slug.")
+    kaggle_secret_block: Optional[str] = Field(
+        None, description='Prefect Secret block holding {"username", "key"}, used if no env vars or kaggle.json.'
+    )
