@@ -14,15 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tasks.results.plots import (
-    PLOT_NAMES,
-    make_run_plots,
-    misclassified_items,
-    pick_misclassified,
-    plot_confusion_matrix,
-    plot_misclassified_gallery,
-    plot_per_class_f1,
-)
+from tasks.results.gallery import misclassified_items, pick_misclassified, plot_misclassified_gallery
+from tasks.results.plots import PLOT_NAMES, make_run_plots, plot_confusion_matrix, plot_per_class_f1
 from tests.helpers import BEST, write_fake_run
 
 
