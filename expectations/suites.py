@@ -45,6 +45,7 @@ from tasks.data.columns import (  # noqa: F401  (re-exported: the suites' column
     int_column,
     name_column,
 )
+from tasks.data.dataset import OUTSIDE_PUBLIC
 
 #: A plain file name inside its split folder (the same rule as tasks.data.dataset.unsafe_filename_reason):
 #: no path separator, no NUL, not "." or anything starting with "..", no surrounding whitespace.
@@ -70,7 +71,8 @@ def _suite(name: str, items: list[Any]) -> Any:
 
 
 def filename_expectations(split: str) -> list[Any]:
-    """filename: present, not null, unique, a safe plain file name."""
+    """filename: present, not null, unique, a safe plain file name, and its image (symlinks
+    followed) inside ``public/``."""
     import great_expectations.expectations as gxe
 
     return [
@@ -80,6 +82,13 @@ def filename_expectations(split: str) -> list[Any]:
             gxe.ExpectColumnValuesToMatchRegex(column="filename", regex=SAFE_FILENAME_REGEX),
             f"{split}.csv: filenames are plain file names (no '/', '\\', '..', NUL or "
             f"surrounding spaces), so they cannot point outside public/{split}/",
+        ),
+        _with_rule(
+            gxe.ExpectColumnValuesToBeNull(
+                column=OUTSIDE_PUBLIC, description="every image, symlinks followed, lies inside public/"
+            ),
+            f"{split}.csv: every listed image, symlinks followed, lies inside the data directory's public/ "
+            f"folder (a link to a file elsewhere, or a public/{split} folder that links elsewhere, is refused)",
         ),
     ]
 
@@ -114,7 +123,9 @@ def build_labelled_csv_suite(
 
     items: list[Any] = [
         _with_rule(
-            gxe.ExpectTableColumnsToMatchSet(column_set=[*LABELLED_COLUMNS, *DERIVED_CSV_COLUMNS], exact_match=True),
+            gxe.ExpectTableColumnsToMatchSet(
+                column_set=[*LABELLED_COLUMNS, *DERIVED_CSV_COLUMNS, OUTSIDE_PUBLIC], exact_match=True
+            ),
             f"{split}.csv has exactly the columns filename,fine,coarse",
         ),
         row_count_expectation(split, min_rows, max_rows),

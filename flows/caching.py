@@ -8,6 +8,12 @@ run, found by parsing imports, never a hand list), and ignores inputs that diffe
 (the run folder). Expensive steps write into a work folder derived from the same fingerprints
 under ``<output-dir>/cache/steps/``, and their Prefect results are persisted under
 ``<output-dir>/cache/prefect-results``: the cache lives with the outputs, not in the Prefect home.
+
+Nothing read back from the cache can run code. Results are plain JSON (`PlainJSONSerializer`:
+``json.dumps``/``json.loads`` and nothing else), and because Prefect decodes a record with the
+serializer *named in the file*, `FingerprintPolicy` vets the record under its key before Prefect
+looks at it (`heal_result_record`): a record that is not plain JSON written by that serializer
+(a pickle, garbage, a truncated file) is deleted with one warning and the step is recomputed.
 """
 
 from __future__ import annotations
@@ -28,10 +34,10 @@ from typing import Any
 from prefect.cache_policies import CachePolicy
 from pydantic import BaseModel
 
+from flows.result_records import _record_path, heal_result_record
 from tasks.io import sha256_file
 from tasks.layout import OutputDir
 from tasks.models.features import file_signature
-from tasks.validation.report import ValidationReport
 
 #: Files above this size are fingerprinted by (size, mtime) instead of content, to keep key
 #: computation in milliseconds; their names already carry a content key (see tasks.models.embeddings).
@@ -175,6 +181,8 @@ class FingerprintPolicy(CachePolicy):
 
     The code is the import closure of ``code`` (a module name) or, when None, of the module of
     the function the task wraps; name ``code`` when that function is a thin lazy wrapper.
+    Before the key is handed to Prefect, the record stored under it is vetted
+    (`heal_result_record`): Prefect would decode it with whatever serializer the file names.
     """
 
     code: str | None = None
@@ -186,7 +194,11 @@ class FingerprintPolicy(CachePolicy):
         task = task_ctx.task
         source = code_fingerprint(self.code if self.code is not None else task.fn)
         key = hashlib.sha256((source + fingerprint_inputs(inputs, self.ignore)).encode()).hexdigest()[:32]
-        return f"{task.name}-{key}"
+        storage_key = f"{task.name}-{key}"
+        record = _record_path(task_ctx, storage_key)
+        if record is not None and not heal_result_record(record):
+            return None  # no key: Prefect neither reads nor writes a record this time
+        return storage_key
 
 
 def step_dir(cache_dir: Path, step: str, code: str | Callable[..., Any], **inputs: Any) -> Path:
@@ -227,84 +239,3 @@ def adopt_outputs(source_dir: Path, run_dir: Path) -> list[str]:
             shutil.copy2(path, target)
         copied.append(str(target))
     return copied
-
-
-# --- validation reuse ----------------------------------------------------------------------
-
-#: The module of the validation sequence (the ``validate_dataset`` flow): its import closure is
-#: the validation code a remembered outcome depends on.
-VALIDATION_CODE = "flows.validate"
-RUN_DIR_MARK = "{{RUN_DIR}}"
-#: Text files of a validation folder that may quote the run folder's absolute path.
-_REWRITTEN_SUFFIXES = (".json", ".html")
-
-
-def validation_key(data_dir: Path, settings: BaseModel) -> str | None:
-    """Key of a validation outcome: CSV/info.json contents, every image's (path, size, mtime),
-    the settings and the validation code. None when the outcome depends on earlier runs
-    (``reference="previous"``), which makes it uncacheable."""
-    if getattr(settings, "reference", "known") == "previous":
-        return None
-    from tasks.data.dataset import SPLITS, data_fingerprint, public_dir
-
-    public = public_dir(data_dir)
-    digest = hashlib.sha256(code_fingerprint(VALIDATION_CODE).encode())
-    digest.update(data_fingerprint(data_dir).encode())
-    digest.update(settings.model_dump_json().encode())
-    for split in SPLITS:
-        folder = public / split
-        for name in sorted(os.listdir(folder)) if folder.is_dir() else []:
-            digest.update(file_signature(str(folder / name)).encode())
-    return digest.hexdigest()[:24]
-
-
-def _copy_validation(source: Path, target: Path, old: str, new: str) -> None:
-    """Copy a validation folder, rewriting the run-folder path inside its reports and pages."""
-    shutil.copytree(source, target, dirs_exist_ok=True)
-    for path in target.rglob("*"):
-        if path.is_file() and path.suffix in _REWRITTEN_SUFFIXES:
-            text = path.read_text(encoding="utf-8", errors="surrogateescape")
-            if old in text:
-                path.write_text(text.replace(old, new), encoding="utf-8", errors="surrogateescape")
-
-
-def remember_validation(report: BaseModel, cache_dir: Path, key: str | None) -> None:
-    """Keep a passed validation (report and files) for reruns on the same data and settings."""
-    if key is None or not getattr(report, "passed", False):
-        return
-    run_dir = Path(report.run_dir)  # type: ignore[attr-defined]
-    store = Path(cache_dir) / "steps" / "validation" / key
-    tmp = store.with_name(f".{key}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    _copy_validation(run_dir / "validation", tmp / "validation", str(run_dir), RUN_DIR_MARK)
-    (tmp / "report.model.json").write_text(
-        report.model_dump_json().replace(str(run_dir), RUN_DIR_MARK), encoding="utf-8"
-    )
-    shutil.rmtree(store, ignore_errors=True)
-    tmp.rename(store)
-
-
-def reuse_validation(cache_dir: Path, key: str | None, run_dir: Path, report_type: type[BaseModel]) -> BaseModel | None:
-    """The remembered validation for ``key``, copied into ``run_dir/validation``; None if absent."""
-    if key is None:
-        return None
-    store = Path(cache_dir) / "steps" / "validation" / key
-    model_file = store / "report.model.json"
-    if not model_file.is_file():
-        return None
-    _copy_validation(store / "validation", Path(run_dir) / "validation", RUN_DIR_MARK, str(run_dir))
-    return report_type.model_validate_json(model_file.read_text(encoding="utf-8").replace(RUN_DIR_MARK, str(run_dir)))
-
-
-def reuse_validated_report(cache_dir: Path, key: str | None, run_dir: Path) -> ValidationReport | None:
-    """A passed validation of the very same data, settings and code, copied into this run and
-    published again as its artifact; None when there is none."""
-    from tasks.logs import get_logger
-    from tasks.validation.rendering import publish_artifact
-
-    report = reuse_validation(cache_dir, key, run_dir, ValidationReport)
-    if report is None:
-        return None
-    get_logger().info("Validation reused: same CSVs, images (size, mtime), settings and code as an earlier run")
-    publish_artifact(report)  # type: ignore[arg-type]
-    return report  # type: ignore[return-value]

@@ -17,11 +17,7 @@ from typing import Any
 from prefect import flow
 from prefect.futures import PrefectFuture
 
-from flows.caching import (
-    remember_validation,
-    result_storage_block,
-    step_dir,
-)
+from flows.caching import result_storage_block, step_dir
 from flows.cli import fail, parse_model, quiet_environment
 from flows.notify import notify_on_failure
 from flows.params import LEGACY_FLAGS, PipelineParams
@@ -45,14 +41,29 @@ from flows.steps import (
     validation_key_task,
 )
 from flows.validate import validate_dataset
-from tasks.data.dataset import check_data_dir, data_fingerprint, read_classes_json
-from tasks.kaggle import KaggleCredentialsMissing, require_credentials
+from flows.validation_reuse import remember_validation
+from flows.watchdog import start_watchdog
+from tasks.data.dataset import check_data_dir, check_output_outside, data_fingerprint, read_classes_json
+from tasks.kaggle import require_kaggle
 from tasks.layout import OutputDir, RunFolder
+from tasks.lock import OutputDirBusy, ensure_free, output_dir_lock
 from tasks.models.embeddings import EmbeddingSpec
 from tasks.models.settings import BaselineSettings
 from tasks.results.evaluation import format_comparison
+from tasks.results.promotion import reconcile_champion
 from tasks.validation.report import ValidationReport
 from tasks.validation.settings import ValidationSettings
+
+
+def check_inputs(params: PipelineParams) -> None:
+    """What must hold before any work, for the command line and UI-triggered runs alike (raises
+    one sentence): the output directory is not inside the data directory, and --download or
+    --submit find the Kaggle client package and credentials."""
+    data, kaggle = params.data, params.kaggle
+    if data.data_dir is not None:
+        check_output_outside(data.data_dir, data.output_dir)
+    if kaggle.download or kaggle.submit:
+        require_kaggle(secret_block=kaggle.kaggle_secret_block)
 
 
 def resolve_data_dir(params: PipelineParams) -> Path:
@@ -70,19 +81,24 @@ def full_pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
     """Validate, train and evaluate every model on one hold-out, publish metrics and a submission.
 
     The stages run as a subflow so that the task runner chosen in the parameters (threads or a
-    Dask cluster) applies to UI-triggered and scheduled runs too, not only to the CLI.
+    Dask cluster) applies to UI-triggered and scheduled runs too, not only to the CLI. The whole
+    run holds the output directory's lock (tasks.lock): a second run on it waits, or with
+    ``runtime.wait`` off fails at once naming the holder.
     """
     runtime = params.runtime
-    if runtime.task_runner == "thread":  # this flow's own runner: no subflow needed
-        return run_stages.fn(params)
-    runner = make_task_runner(runtime.task_runner, runtime.dask_address)
-    return run_stages.with_options(task_runner=runner)(params)
+    check_inputs(params)  # before the lock creates anything in the output directory
+    with output_dir_lock(params.data.output_dir, wait=runtime.wait):
+        if runtime.task_runner == "thread":  # this flow's own runner: no subflow needed
+            return run_stages.fn(params)
+        runner = make_task_runner(runtime.task_runner, runtime.dask_address)
+        return run_stages.with_options(task_runner=runner)(params)
 
 
 @flow(name="living-things-stages", log_prints=True)
 def run_stages(params: PipelineParams) -> dict[str, Any]:
     """Every stage of the pipeline, on the task runner its parent flow picked."""
     split, output = params.split, OutputDir(params.data.output_dir)
+    reconcile_champion(output.root)  # finish or undo a promotion a crash interrupted (logs what it did)
     data_dir = resolve_data_dir(params)
     run = output.new_run()
     report = validate_or_reuse(data_dir, run.root, params.validation, output, params.runtime.refresh)
@@ -162,13 +178,16 @@ def train_models(params: PipelineParams, table: Path, n_classes: int, cache_dir:
         trained.step_outputs.append(out)
 
     if baselines.pixel_models:
-        pixels = pixel_features_task.with_options(**cached)(table, baselines.pixel_size, cache_dir, refresh=refresh)
+        # Cached results come back from plain JSON: paths as strings.
+        pixels = Path(
+            pixel_features_task.with_options(**cached)(table, baselines.pixel_size, cache_dir, refresh=refresh)
+        )
         for kind in baselines.pixel_models:
             submit_baseline(kind, "pixels", pixels, baselines)
     transfer = params.transfer.resolved()
     if transfer.enabled or baselines.embedding_models:
         spec = EmbeddingSpec.of(transfer, split.seed)
-        embeddings = embeddings_task.with_options(**cached)(table, spec, cache_dir, refresh=refresh)
+        embeddings = Path(embeddings_task.with_options(**cached)(table, spec, cache_dir, refresh=refresh))
         for model in baselines.embedding_models:
             submit_baseline(model, transfer.backbone, embeddings, baselines.on_embeddings())
         if transfer.enabled:
@@ -233,19 +252,23 @@ def main(argv: list[str] | None = None) -> int:
     data, kaggle, runtime = params.data, params.kaggle, params.runtime
     if kaggle.download and data.data_dir is None:
         fail("--download needs --data-dir (where to put the Kaggle data)")
-    if kaggle.download or kaggle.submit:
-        try:
-            require_credentials(secret_block=kaggle.kaggle_secret_block)
-        except KaggleCredentialsMissing as exc:
-            fail(str(exc))
     try:
+        check_inputs(params)  # output dir outside the data dir; Kaggle client and credentials
         make_task_runner(runtime.task_runner, runtime.dask_address)  # bad combinations fail before any work
         if data.data_dir is not None and not kaggle.download:
             check_data_dir(data.data_dir)  # fail in seconds, before a Prefect server starts
     except (ValueError, RuntimeError) as exc:
         fail(str(exc))
     try:
+        if not runtime.wait:
+            ensure_free(data.output_dir)  # fail before a Prefect server starts
+    except OutputDirBusy as exc:
+        fail(str(exc))
+    start_watchdog()  # kills Prefect's temporary server if this process is killed
+    try:
         summary = full_pipeline(params)
+    except OutputDirBusy as exc:
+        fail(str(exc))
     except Exception as exc:  # one readable line; Prefect has already logged the traceback
         fail(f"the pipeline failed: {type(exc).__name__}: {exc}")
     print(format_summary(summary))

@@ -38,6 +38,11 @@ class RuntimeSettings(BaseModel):
         description='Webhook (http/https, JSON {"text": ...}) or Apprise URL told when a run fails; '
         "empty: $LIVING_THINGS_NOTIFY_URL, or nobody. Prefer the variable for secret URLs (parameters show in the UI).",
     )
+    wait: bool = Field(
+        True,
+        description="When another run holds the output directory (its .lock): wait for it to finish; "
+        "off (--no-wait): stop at once with a message naming that run.",
+    )
 
 
 class PipelineParams(BaseModel):

@@ -65,13 +65,6 @@ PERMANENT_ERRNOS = frozenset(
     }
 )
 
-# Shared retry settings. I/O: up to three retries with exponential backoff (1 s, 2 s, 4 s) and jitter.
-IO_RETRIES: dict[str, Any] = {
-    "retries": 3,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=1),
-    "retry_jitter_factor": 0.5,
-}
-
 
 def is_transient(exc: BaseException | None) -> bool:
     """True when another attempt could succeed without anyone changing code or data."""
@@ -120,6 +113,15 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
     """
     return is_transient(failure_exception(state))
 
+
+# Shared retry settings. I/O: up to three retries with exponential backoff (1 s, 2 s, 4 s) and
+# jitter, on transient errors only: a full disk, a missing file or a bad layout fails at once.
+IO_RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=1),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_on_transient,
+}
 
 # Training: only transient errors, twice; the retried run resumes from its stage-2 checkpoint.
 TRAINING_RETRIES: dict[str, Any] = {

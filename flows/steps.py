@@ -15,8 +15,10 @@ from typing import Any, ParamSpec, TypeVar
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.caching import FingerprintPolicy, adopt_outputs, reuse_validated_report, validation_key
+from flows.caching import FingerprintPolicy, adopt_outputs
+from flows.result_records import PlainJSONSerializer
 from flows.retries import IO_RETRIES, TRAINING_RETRIES, is_first_attempt, retry_on_transient
+from flows.validation_reuse import reuse_validated_report, validation_key
 from tasks.data.sample import ensure_sample
 from tasks.data.settings import SplitSettings
 from tasks.data.splitting import split_dataset
@@ -44,10 +46,13 @@ def step(fn: Callable[P, R], **options: Any) -> Task[P, R]:
 
 # Feature steps read many files but mostly compute: retry only what a retry can fix.
 READ_RETRIES: dict[str, Any] = {**IO_RETRIES, "retry_condition_fn": retry_on_transient}
+#: Cached steps persist their results (paths, small dicts) as plain JSON, never a pickle.
+PERSISTED: dict[str, Any] = {"persist_result": True, "result_serializer": PlainJSONSerializer()}
 
 # --- data --------------------------------------------------------------------------------------
 prepare_sample_task = step(ensure_sample, name="prepare-sample", **IO_RETRIES)
 split_task = step(split_dataset, name="split-holdout")
+#: Retried on transient errors only (IO_RETRIES): an existing complete download is kept, so a retry is safe.
 download_task = step(download_competition, name="kaggle-download", **IO_RETRIES)
 
 # --- models (cached across runs) ---------------------------------------------------------------
@@ -56,14 +61,14 @@ pixel_features_task = step(
     name="pixel-features",
     **READ_RETRIES,
     cache_policy=FingerprintPolicy(),
-    persist_result=True,
+    **PERSISTED,
 )
 embeddings_task = step(
     compute_embeddings,
     name="backbone-features",
     **READ_RETRIES,
     cache_policy=FingerprintPolicy(),
-    persist_result=True,
+    **PERSISTED,
 )
 baseline_task = step(
     train_baseline,
@@ -71,7 +76,7 @@ baseline_task = step(
     task_run_name="train-{feature_name}-{kind}",
     **TRAINING_RETRIES,
     cache_policy=FingerprintPolicy(),
-    persist_result=True,
+    **PERSISTED,
 )
 
 
@@ -102,7 +107,7 @@ transfer_task = step(
     name="train-transfer",
     **TRAINING_RETRIES,
     cache_policy=FingerprintPolicy(code="tasks.models.transfer"),
-    persist_result=True,
+    **PERSISTED,
 )
 
 # --- results -----------------------------------------------------------------------------------
@@ -112,7 +117,8 @@ submission_task = step(write_run_submission, name="write-submission")
 plots_task = step(make_run_plots, name="draw-plots")
 gate_task = step(promote_run, name="champion-gate")  # no retries: each decision is recorded once
 artifacts_task = step(publish_run_artifacts, name="publish-artifacts")
-kaggle_submit_task = step(submit_champion, name="kaggle-submit", **IO_RETRIES)
+#: Never retried: a submission is not idempotent (a retry after a lost reply would submit twice).
+kaggle_submit_task = step(submit_champion, name="kaggle-submit", retries=0)
 
 # --- validation --------------------------------------------------------------------------------
 # No result caching: each run validates the data as it is now (the image scan has its own

@@ -25,9 +25,11 @@ from flows.steps import (
     validate_csvs_task,
     validate_images_task,
 )
-from tasks.data.dataset import DatasetError, check_data_dir
+from flows.watchdog import start_watchdog
+from tasks.data.dataset import DatasetError, check_data_dir, check_output_outside
 from tasks.data.settings import DataSettings
 from tasks.layout import OutputDir, RunFolder
+from tasks.lock import output_dir_lock
 from tasks.validation.rendering import publish_artifact
 from tasks.validation.report import ValidationFailed, ValidationReport
 from tasks.validation.settings import ValidationSettings
@@ -83,13 +85,20 @@ def validate_dataset(data_dir: Path, run_dir: Path, settings: ValidationSettings
 
 @flow(name="validate", log_prints=True, on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
 def validate(params: ValidateParams = ValidateParams()) -> ValidationReport:
-    """Standalone validation: a new run folder, the embedded sample unless a data dir is given."""
+    """Standalone validation: a new run folder, the embedded sample unless a data dir is given.
+
+    Holds the output directory's lock (tasks.lock) throughout, like ``full_pipeline``: a run that
+    finds it taken waits for the holder (one log line names it).
+    """
+    if params.data.data_dir is not None:  # UI-triggered runs too: nothing is written into the data
+        check_output_outside(params.data.data_dir, params.data.output_dir)
     output = OutputDir(params.data.output_dir)
-    data_dir = params.data.data_dir
-    if data_dir is None:
-        data_dir = prepare_sample_task(output.sample, params.data.sample_spec())
-    run = output.new_run()
-    return validate_dataset(Path(data_dir), run.root, params.validation, output.image_scan_cache)
+    with output_dir_lock(output.root, wait=True):
+        data_dir = params.data.data_dir
+        if data_dir is None:
+            data_dir = prepare_sample_task(output.sample, params.data.sample_spec())
+        run = output.new_run()
+        return validate_dataset(Path(data_dir), run.root, params.validation, output.image_scan_cache)
 
 
 def format_report(report: ValidationReport) -> str:
@@ -120,10 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     quiet_environment()
     if params.data.data_dir is not None:
         try:
+            check_output_outside(params.data.data_dir, params.data.output_dir)  # nothing is written there
             check_data_dir(params.data.data_dir)  # fail in a second, before a Prefect server starts
         except DatasetError as exc:
             print(f"Data validation failed: {exc}", file=sys.stderr)
             return 1
+    start_watchdog()  # kills Prefect's temporary server if this process is killed
     try:
         report = validate(params)
     except ValidationFailed as exc:

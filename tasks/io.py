@@ -7,12 +7,15 @@ damages the output of an earlier good run.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import tempfile
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,18 +23,95 @@ if TYPE_CHECKING:
     import keras
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` and rename the result to ``path`` (same folder, so rename is atomic)."""
+class DiskFullError(OSError):
+    """A write ran out of space (errno ENOSPC, so it is never retried); the message names the file,
+    how much was being written and the folder whose disk is full."""
+
+
+@contextlib.contextmanager
+def naming_a_full_disk(path: Path, size: int | None, tmp: Path | None = None) -> Iterator[None]:
+    """Re-raise ``ENOSPC`` inside the block as a `DiskFullError` that says which file and which disk.
+
+    ``size`` is what was being written when known; otherwise the bytes already in ``tmp`` are quoted.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC or isinstance(exc, DiskFullError):
+            raise
+        if size is not None:
+            amount = f"{size:,} bytes"
+        else:
+            try:
+                amount = f"{tmp.stat().st_size:,} bytes written" if tmp is not None else "size unknown"
+            except OSError:
+                amount = "size unknown"
+        raise DiskFullError(
+            errno.ENOSPC,
+            f"No space left on device while writing {path} ({amount}): the disk holding {path.parent} is full; "
+            f"free some space there (or choose another --output-dir) and run again",
+        ) from exc
+
+
+# The umask can only be read by setting it: os.umask(0) then putting it back. Between the two calls
+# another thread's new files would get mode 0666, so Linux's /proc/self/status is read instead
+# where it exists, and elsewhere the umask is read once, under a lock, and remembered.
+_umask_lock = threading.Lock()
+_cached_umask: int | None = None
+
+
+def _umask_from_proc() -> int | None:
+    """The umask from ``/proc/self/status`` (Linux >= 4.7), without changing it; None elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def current_umask() -> int:
+    """The process umask (read safely: see above)."""
+    global _cached_umask
+    found = _umask_from_proc()
+    if found is not None:
+        return found
+    with _umask_lock:
+        if _cached_umask is None:
+            _cached_umask = os.umask(0)
+            os.umask(_cached_umask)
+        return _cached_umask
+
+
+def file_mode() -> int:
+    """The mode a new file gets from ``open()`` under the current umask (0644 for umask 022)."""
+    return 0o666 & ~current_umask()
+
+
+def atomic_write(path: Path, write: Callable[[Path], None], size: int | None = None) -> Path:
+    """Call ``write(tmp_path)`` and rename the result to ``path`` (same folder, so rename is atomic).
+
+    The file gets the mode the user's umask gives new files (``mkstemp`` alone would make it 0600),
+    and a full disk raises `DiskFullError` naming ``path`` (``size``: the bytes being written, if known).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        with naming_a_full_disk(path, size):
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmp = Path(tmp_name)
+        with naming_a_full_disk(path, size, tmp):
+            write(tmp)
+            with contextlib.suppress(PermissionError):  # a file system without modes (some mounts refuse)
+                os.chmod(tmp, file_mode())
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     return path
 
 
@@ -41,7 +121,7 @@ def atomic_write_text(path: Path, text: str) -> Path:
     def write(tmp: Path) -> None:
         tmp.write_text(text, encoding="utf-8", newline="\n")
 
-    return atomic_write(path, write)
+    return atomic_write(path, write, size=len(text.encode("utf-8")))
 
 
 def atomic_write_json(path: Path, data: Any) -> Path:
@@ -49,8 +129,9 @@ def atomic_write_json(path: Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def save_weights_atomically(model: keras.Model, target: Path) -> None:
-    """Write ``model``'s weights to ``target`` via a temporary name so readers never see half a file.
+def save_weights_atomically(model: keras.Model, target: Path, finish: Callable[[Path], None] | None = None) -> None:
+    """Write ``model``'s weights to ``target`` via a temporary name so readers never see half a file
+    (``finish(tmp)`` runs before the rename: `tasks.cache_files.seal_weights` adds a digest).
 
     Not `atomic_write`: Keras insists that the temporary name ends in ``.weights.h5`` too.
     """
@@ -58,8 +139,11 @@ def save_weights_atomically(model: keras.Model, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name[: -len('.weights.h5')]}.{uuid.uuid4().hex}.tmp.weights.h5")
     try:
-        model.save_weights(tmp)
-        os.replace(tmp, target)
+        with naming_a_full_disk(target, None, tmp):
+            model.save_weights(tmp)
+            if finish is not None:
+                finish(tmp)
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -18,6 +18,7 @@ fake Kaggle at its boundary without a network.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -158,6 +159,44 @@ def require_credentials(
     )
 
 
+#: What to run when the Kaggle client is missing (it is an optional extra of this project).
+INSTALL_HINT = 'pip install -e ".[kaggle]"'
+
+
+def require_client() -> None:
+    """`KaggleError` unless the ``kaggle`` package can be imported; it is only looked up, never
+    imported (importing it authenticates, and old versions exit when that fails)."""
+    try:
+        found = importlib.util.find_spec("kaggle") is not None
+    except (ImportError, ValueError):  # a broken or half-removed installation
+        found = False
+    if not found:
+        raise KaggleError(
+            f"the Kaggle client is not installed: run {INSTALL_HINT} (or pip install kaggle) "
+            "to use --download or --submit"
+        )
+
+
+def require_kaggle(secret_block: str | None = None) -> KaggleCredentials:
+    """Both things --download and --submit need, checked before any work: the client package and
+    credentials. Raises `KaggleError` naming every missing piece (install command, the three ways
+    to provide credentials)."""
+    client_problem: str | None = None
+    try:
+        require_client()
+    except KaggleError as exc:
+        client_problem = str(exc)
+    try:
+        credentials = require_credentials(secret_block=secret_block)
+    except KaggleCredentialsMissing as exc:
+        if client_problem is None:
+            raise
+        raise KaggleError(f"{client_problem}; and {exc}") from None
+    if client_problem is not None:
+        raise KaggleError(client_problem)
+    return credentials
+
+
 @contextlib.contextmanager
 def kaggle_environment(credentials: KaggleCredentials) -> Iterator[None]:
     """Expose the credentials to the kaggle package as it expects them, for this block only.
@@ -184,7 +223,7 @@ def create_client(credentials: KaggleCredentials) -> Any:
         try:
             from kaggle.api.kaggle_api_extended import KaggleApi
         except ImportError:
-            raise KaggleError("the Kaggle client is not installed: pip install kaggle") from None
+            raise KaggleError(f"the Kaggle client is not installed: {INSTALL_HINT} (or pip install kaggle)") from None
         except (Exception, SystemExit) as exc:  # old versions authenticate (and may exit) on import
             raise KaggleError(f"Kaggle authentication failed: {redact(str(exc), credentials)}") from None
         api = KaggleApi()
@@ -330,8 +369,13 @@ def submit_champion(
     """Submit ``<output-dir>/champion/submission.csv``, the checked file of the current champion.
 
     The champion, not the latest run: a run that was not promoted never reaches Kaggle. Without
-    a message, one is made from champion.json (run, model, hold-out macro-F1).
+    a message, one is made from champion.json (run, model, hold-out macro-F1). A promotion that a
+    crash interrupted is finished or undone first (`reconcile_champion`), so the file sent is the
+    one the registry's last promotion names.
     """
+    from tasks.results.promotion import reconcile_champion  # here: tasks.results imports this module
+
+    reconcile_champion(output_dir)
     champion = OutputDir(output_dir).champion
     folder, path = champion.root, champion.submission
     if not path.is_file():

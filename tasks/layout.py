@@ -111,7 +111,7 @@ class RunFolder:
         return self.root / "models"
 
     def model_file(self, model: str, suffix: str) -> Path:
-        """One model's saved file, ``models/<model><suffix>`` (``.joblib``, ``.keras``)."""
+        """One model's saved file, ``models/<model><suffix>`` (``.skops``, ``.keras``: see tasks.models.persistence)."""
         return self.models / f"{model}{suffix}"
 
     @property
@@ -206,6 +206,16 @@ class OutputDir:
     @property
     def champion_lock(self) -> Path:
         return self.root / ".champion.lock"
+
+    @property
+    def promotion_intent(self) -> Path:
+        """Only while a promotion is in progress: what it promotes (tasks.results.champion recovers from it)."""
+        return self.root / ".promotion-intent.json"
+
+    @property
+    def lock(self) -> Path:
+        """Held (flock) by the one run writing here; while held it records who holds it (tasks.lock)."""
+        return self.root / ".lock"
 
     def new_run(self) -> RunFolder:
         """Create ``runs/<YYYYmmdd-HHMMSS>-<6 hex>/``; names sort by start time (UTC)."""

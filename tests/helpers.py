@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -152,3 +153,33 @@ def write_fake_run(
             json.dumps({"strategy": "oversample", "before": before, "after": [max(before)] * len(before)})
         )
     return run_dir
+
+
+#: How a cache file is damaged in the self-healing tests (tasks.cache_files).
+DAMAGES = ("truncated", "garbled", "garbled-middle")
+
+
+def damage_file(path: Path, how: str, seed: int = 0) -> None:
+    """Damage a file in place: cut it in half, replace every byte with random ones, or overwrite
+    a stretch in the middle with random bytes (headers intact, contents wrong)."""
+    data = bytearray(Path(path).read_bytes())
+    rng = np.random.default_rng(seed)
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "garbled":
+        data = bytearray(rng.integers(0, 256, len(data), dtype=np.uint8).tobytes())
+    elif how == "garbled-middle":
+        start, stop = len(data) * 2 // 5, len(data) * 3 // 5
+        data[start:stop] = rng.integers(0, 256, stop - start, dtype=np.uint8).tobytes()
+    else:
+        raise ValueError(f"unknown damage {how!r}; expected one of {DAMAGES}")
+    Path(path).write_bytes(bytes(data))
+
+
+def damage_warnings(records: Sequence[logging.LogRecord], path: Path) -> list[str]:
+    """The warnings among ``records`` that name ``path`` as a damaged cache file."""
+    return [
+        r.getMessage()
+        for r in records
+        if r.levelno == logging.WARNING and f"Damaged cache file {path} " in r.getMessage()
+    ]

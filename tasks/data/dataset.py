@@ -15,6 +15,9 @@ the file's order and are never sorted.
 from __future__ import annotations
 
 import json
+import os
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,9 @@ PUBLIC_DIR = "public"
 INFO_FILE = "info.json"
 #: How many offending rows an error message lists before it says "and N more".
 MAX_EXAMPLES = 5
+#: Derived column of the validated CSV tables: where a listed image really is (symlinks followed)
+#: when that is outside ``public/``, else null (``expectations.suites`` requires it to be null).
+OUTSIDE_PUBLIC = "_outside_public"
 
 
 class DatasetError(ValueError):
@@ -63,18 +69,87 @@ def public_dir(data_dir: Path) -> Path:
     return Path(data_dir).expanduser().resolve() / PUBLIC_DIR
 
 
+# --------------------------------------------------------------------------------------------
+# Confinement: the pipeline reads only files that really are inside public/ (symlinks followed)
+
+
+def real_path(path: Path | str) -> Path:
+    """``path`` with every symlink followed (``os.path.realpath``: never raises, even on a loop)."""
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
+def is_inside(path: Path | str, folder: Path | str) -> bool:
+    """True when ``path`` is ``folder`` or lies below it, both with their symlinks followed."""
+    return real_path(path).is_relative_to(real_path(folder))
+
+
+def public_file(data_dir: Path, name: str) -> Path:
+    """``<data-dir>/public/<name>`` (info.json or a CSV), refused when it is a link that leads
+    outside ``public/``. A missing file is returned as is (`check_data_dir` names it)."""
+    public = public_dir(data_dir)
+    path = public / name
+    if os.path.lexists(path) and not is_inside(path, public):
+        raise DatasetError(
+            f"{path} resolves to {real_path(path)}, outside {real_path(public)}: the pipeline reads only "
+            f"files inside the data directory's {PUBLIC_DIR}/ folder (a symlink must not lead out of it)."
+        )
+    return path
+
+
+def outside_public(folder: Path, public: Path, names: Iterable[object]) -> list[str | None]:
+    """For each file name listed for ``folder`` (``public/<split>``): where the file really is
+    (symlinks followed) when that is outside ``public``, else None.
+
+    One ``lstat`` per file: only symlinks (or every file, when the split folder itself leads out
+    of ``public``) are resolved. Names that are not plain file names give None: the filename rule
+    rejects them, and they are never joined to a folder.
+    """
+    top = real_path(public)
+    folder_inside = real_path(folder).is_relative_to(top)
+    base = os.fspath(folder)
+    found: list[str | None] = []
+    for name in names:
+        if unsafe_filename_reason(name) is not None:
+            found.append(None)
+            continue
+        path = os.path.join(base, str(name))  # strings, not Paths: this runs once per image
+        if folder_inside:
+            try:
+                is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+            except (OSError, ValueError):  # missing: the image scan reports it, nothing is opened
+                is_link = False
+            if not is_link:
+                found.append(None)
+                continue
+        real = real_path(path)
+        found.append(None if real.is_relative_to(top) else str(real))
+    return found
+
+
+def check_output_outside(data_dir: Path, output_dir: Path) -> None:
+    """Refuse an output directory inside the data directory (symlinks of either followed): the
+    pipeline never writes into the data directory. Neither folder needs to exist yet."""
+    if is_inside(output_dir, data_dir):
+        raise DatasetError(
+            f"Output directory {output_dir} is inside the data directory {data_dir} (resolved: "
+            f"{real_path(output_dir)} in {real_path(data_dir)}); nothing is ever written into the data "
+            f"directory: choose an output directory outside it."
+        )
+
+
 def split_csv(data_dir: Path, split: str) -> Path:
-    """``<data-dir>/public/<split>.csv``."""
-    return public_dir(data_dir) / split_csv_name(split)
+    """``<data-dir>/public/<split>.csv`` (confined to ``public/``: see `public_file`)."""
+    return public_file(data_dir, split_csv_name(split))
 
 
 def public_files(data_dir: Path) -> list[Path]:
-    """info.json and the three CSVs of a data directory, in `PUBLIC_FILES` order."""
-    return [public_dir(data_dir) / name for name in PUBLIC_FILES]
+    """info.json and the three CSVs of a data directory, in `PUBLIC_FILES` order (confined)."""
+    return [public_file(data_dir, name) for name in PUBLIC_FILES]
 
 
 def check_data_dir(data_dir: Path) -> Path:
-    """Fail fast, in one sentence, when the data directory is not a Kaggle layout."""
+    """Fail fast, in one sentence, when the data directory is not a Kaggle layout (or its
+    info.json or a CSV is a link out of ``public/``)."""
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise DatasetError(
@@ -89,7 +164,7 @@ def check_data_dir(data_dir: Path) -> Path:
 
 def read_class_info(data_dir: Path) -> ClassInfo:
     """Read class names from ``public/info.json``, keeping the file's order."""
-    path = public_dir(data_dir) / INFO_FILE
+    path = public_file(data_dir, INFO_FILE)
     try:
         info = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -142,6 +217,19 @@ def check_filenames(frame: pd.DataFrame, csv_path: Path) -> None:
         raise DatasetError(_describe_rows(csv_path, bad))
 
 
+def check_confined(frame: pd.DataFrame, folder: Path, public: Path, csv_path: Path) -> None:
+    """Reject rows whose image is a link out of ``public/``, naming the CSV, the row and the target."""
+    bad = [
+        (i + 1, name, f"resolves to {target!r}, outside {real_path(public)}")
+        for i, (name, target) in enumerate(
+            zip(frame["filename"].tolist(), outside_public(folder, public, frame["filename"]))
+        )
+        if target is not None
+    ]
+    if bad:
+        raise DatasetError(_describe_rows(csv_path, bad))
+
+
 def parse_labels(frame: pd.DataFrame, column: str, n_classes: int, csv_path: Path) -> pd.Series:
     """Integer labels in ``0..n_classes-1``; anything else is an error naming the rows."""
     raw = frame[column]
@@ -172,6 +260,7 @@ def read_split_csv(data_dir: Path, split: str, classes: ClassInfo) -> pd.DataFra
         )
     check_filenames(frame, csv_path)
     folder = public_dir(data_dir) / split
+    check_confined(frame, folder, public_dir(data_dir), csv_path)
     table = pd.DataFrame(
         {
             "split": split,

@@ -63,14 +63,17 @@ def fit_baseline(
     raise ValueError(f"unknown baseline {kind!r}; expected random_forest, svm or logreg")
 
 
-def load_feature_matrix(path: Path) -> np.ndarray:
-    """Pixel features (.npy) or cached backbone embeddings (.npz, clean views), as a 2-D matrix."""
+def load_feature_matrix(path: Path, table_path: Path) -> np.ndarray:
+    """Pixel features (.npy) or cached backbone embeddings (.npz, clean views), as a 2-D matrix,
+    checked against the table (a damaged cache file is computed again, see tasks.cache_files)."""
     if Path(path).suffix == ".npz":
         from tasks.models.embeddings import load_embeddings
 
-        clean = load_embeddings(path)["clean"]
+        clean = load_embeddings(path, table_path)["clean"]
         return clean.reshape(len(clean), -1)
-    return np.load(path)
+    from tasks.models.features import load_pixel_features
+
+    return load_pixel_features(path, table_path)
 
 
 def train_baseline(
@@ -86,23 +89,21 @@ def train_baseline(
     """Fit one baseline on the train role, predict hold-out and test, persist both.
 
     The model is named ``<feature_name>_<kind>`` (e.g. ``pixels_random_forest``). Writes
-    ``predictions/<name>.csv`` and ``models/<name>.joblib`` under ``out_dir``; returns the CSV.
+    ``predictions/<name>.csv`` and ``models/<name>.skops`` (skops, not pickle: see
+    tasks.models.persistence) under ``out_dir``; returns the CSV.
     """
-    import joblib
-
     from tasks.data.splitting import ROLE_TRAIN, read_table
     from tasks.layout import RunFolder
+    from tasks.models.persistence import SKLEARN_SUFFIX, save_model
     from tasks.results.predictions import scored_rows, write_predictions
 
     table = read_table(table_path)
-    matrix = load_feature_matrix(features_path)
+    matrix = load_feature_matrix(features_path, table_path)
     train_mask = (table["role"] == ROLE_TRAIN).to_numpy()
     model = fit_baseline(kind, matrix[train_mask], table.loc[train_mask, target].astype(int).to_numpy(), settings, seed)
     name = f"{feature_name}_{kind}"
     out = RunFolder(out_dir)
-    model_path = out.model_file(name, ".joblib")
-    model_path.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, model_path)
+    save_model(model, out.model_file(name, SKLEARN_SUFFIX))
     rows = scored_rows(table)
     predicted = model.predict(matrix[rows.index.to_numpy()])
     return write_predictions(rows, predicted, out.predictions_of(name))

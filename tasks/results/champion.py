@@ -22,20 +22,17 @@ Rules (`decide_promotion`), in order:
    (a tie keeps the champion: replacing a model costs trust, so it needs a reason);
 5. no class's F1 may drop by more than ``max_class_f1_drop`` (the worst class is named).
 
-Promotion is atomic: the new champion is built in ``.champion-<random>/``, then the old folder is
-renamed to ``.champion-old-<random>/``, the new one renamed into place, and the old one deleted.
-A failure between the renames puts the old champion back at once; after a hard crash (power
-loss, kill -9) the next call restores it from ``.champion-old-*`` before doing anything else.
+Promotion is crash-consistent (`tasks.results.promotion`, which has the table of crash points and
+recovery rules): the new champion is built in ``.champion-<id>/``, an intent record is written,
+then the folders are swapped and the registry line appended; `reconcile_champion`, which every run
+calls first, finishes or undoes whatever a crash interrupted.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,17 +43,12 @@ import pandas as pd
 from tasks.io import atomic_write_json, fingerprint_files, fingerprint_text
 from tasks.layout import OutputDir, RunFolder
 from tasks.logs import get_logger
+from tasks.results.promotion import ChampionError, Promotion, champion_lock, read_json, recover_champion
 from tasks.results.registry import append_registry, registry_entry
 from tasks.results.settings import GateSettings
 
-STAGING_PREFIX = ".champion-"
-OLD_PREFIX = ".champion-old-"
 #: Float noise allowance when comparing scores (F1 values are ratios of small integers).
 TOLERANCE = 1e-9
-
-
-class ChampionError(RuntimeError):
-    """The champion folder or a run folder cannot be read as expected; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -72,14 +64,6 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def read_json(path: Path) -> Any:
-    """Parse a JSON file, with the file named in the error."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ChampionError(f"cannot read {path}: {exc}") from exc
 
 
 def fingerprint_split(run_dir: Path) -> str:
@@ -224,7 +208,7 @@ def decide_promotion(
 def model_files(run_dir: Path, model: str) -> list[Path]:
     """The saved file(s) of the named model under ``<run>/models/``, if any.
 
-    Baselines save ``<features>_<kind>.joblib``, the fine-tuned network ``<backbone>_finetuned.keras``;
+    Baselines save ``<features>_<kind>.skops``, the fine-tuned network ``<backbone>_finetuned.keras``;
     the stage-1 head (``<backbone>_head``) has no file of its own, which is recorded, not an error.
     """
     folder = RunFolder(run_dir).models
@@ -278,89 +262,16 @@ def build_champion(run_dir: Path, staging: Path, record: dict[str, Any]) -> dict
     return record
 
 
-def rename_path(source: Path, target: Path) -> None:
-    """One atomic rename (same file system); a separate function so tests can make it fail."""
-    os.rename(source, target)
-
-
-def swap_champion(staging: Path, target: Path) -> None:
-    """Put ``staging`` at ``target`` atomically; on any failure the old champion is back in place."""
-    old: Path | None = None
-    if target.exists():
-        old = target.parent / f"{OLD_PREFIX}{secrets.token_hex(4)}"
-        rename_path(target, old)
-    try:
-        rename_path(staging, target)
-    except BaseException:
-        if old is not None and not target.exists():
-            rename_path(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def recover_champion(output_dir: Path) -> list[str]:
-    """Repair what a crash mid-promotion left behind; return what was done (empty: nothing to do).
-
-    No ``champion/`` but a ``.champion-old-*``: the crash came between the two renames, so the
-    old champion is restored (the new one was never announced). Leftover old copies beside a
-    champion, and unfinished ``.champion-<random>`` builds, are deleted.
-    """
-    output = OutputDir(output_dir)
-    root, target = output.root, output.champion.root
-    if not root.is_dir():
-        return []
-    actions: list[str] = []
-    olds = sorted((p for p in root.glob(f"{OLD_PREFIX}*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    if not target.exists() and olds:
-        newest = olds.pop()
-        rename_path(newest, target)
-        actions.append(f"restored the previous champion from {newest.name}")
-    for path in olds:
-        shutil.rmtree(path, ignore_errors=True)
-        actions.append(f"deleted stale {path.name}")
-    for path in root.glob(f"{STAGING_PREFIX}*"):
-        if path.is_dir() and not path.name.startswith(OLD_PREFIX):
-            shutil.rmtree(path, ignore_errors=True)
-            actions.append(f"deleted unfinished {path.name}")
-    return actions
-
-
-@contextlib.contextmanager
-def champion_lock(output_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``<output-dir>/.champion.lock`` (two scheduled runs finishing together).
-
-    POSIX ``flock``; where it does not exist (Windows) promotions are not serialised.
-    """
-    output = OutputDir(output_dir)
-    output.root.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(output.champion_lock, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def record_decision(run_dir: Path, output_dir: Path, challenger: Mapping[str, Any], decision: Decision) -> Decision:
-    """Write the decision into the run folder and the registry, and log it."""
+    """Write a decision not to promote into the run folder and the registry, and log it."""
     atomic_write_json(RunFolder(run_dir).champion_decision, decision.to_dict())
-    append_registry(output_dir, registry_entry(challenger, decision, decision.promote))
-    logger = get_logger()
-    if decision.promote:
-        logger.info("Run %s promoted to champion (%s): %s", challenger["run"], decision.champion_dir, decision.reason)
-    else:
-        logger.warning(
-            "Run %s not promoted; its files stay in %s. Reason: %s",
-            challenger["run"],
-            challenger["run_dir"],
-            decision.reason,
-        )
+    append_registry(output_dir, registry_entry(challenger, decision, False))
+    get_logger().warning(
+        "Run %s not promoted; its files stay in %s. Reason: %s",
+        challenger["run"],
+        challenger["run_dir"],
+        decision.reason,
+    )
     return decision
 
 
@@ -370,7 +281,7 @@ def promote_run(
     data_fingerprint: str | None = None,
     settings: GateSettings = GateSettings(),
 ) -> Decision:
-    """Gate the run's best model against the champion; promote it atomically if it wins.
+    """Gate the run's best model against the champion; promote it (crash-consistently) if it wins.
 
     ``data_fingerprint``: from the validation step if it ran; otherwise computed from the run's
     samples. ``settings.force_promote``: promote whatever the gate says (the reason keeps what it would have said).
@@ -381,6 +292,7 @@ def promote_run(
     from tasks.results.submission import SubmissionError
 
     run_dir = Path(run_dir).resolve()
+    output = OutputDir(output_dir)
     with champion_lock(output_dir):
         for action in recover_champion(output_dir):
             get_logger().warning("Champion recovery: %s", action)
@@ -395,20 +307,30 @@ def promote_run(
                 champion_before=decision.champion_before,
                 forced=True,
             )
-        target = OutputDir(output_dir).champion.root
+        target = output.champion.root
         if not decision.promote:
             kept = replace(decision, champion_dir=str(target) if champion is not None else None)
             return record_decision(run_dir, output_dir, challenger, kept)
-        staging = target.parent / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
+        promoted = replace(decision, champion_dir=str(target))
+        promotion_id = secrets.token_hex(6)
+        promotion = Promotion(
+            output,
+            promotion_id,
+            challenger["run"],
+            run_dir,
+            decision.champion_before,
+            registry_entry(challenger, promoted, True, promotion_id),
+            promoted.to_dict(),
+        )
+        record = {**challenger, "forced": decision.forced, "promotion_id": promotion_id}
         try:
-            build_champion(run_dir, staging, {**challenger, "forced": decision.forced})
-            swap_champion(staging, target)
+            promotion.build(lambda staging: build_champion(run_dir, staging, record))
         except SubmissionError as exc:
             refused = Decision(
                 False, f"promotion refused: {exc}", run=decision.run, champion_before=decision.champion_before
             )
             record_decision(run_dir, output_dir, challenger, refused)
             raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return record_decision(run_dir, output_dir, challenger, replace(decision, champion_dir=str(target)))
+        promotion.carry_out()
+        get_logger().info("Run %s promoted to champion (%s): %s", challenger["run"], target, promoted.reason)
+        return promoted

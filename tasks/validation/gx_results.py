@@ -24,7 +24,7 @@ from tasks.data.columns import (
     in_range_column,
     int_column,
 )
-from tasks.data.dataset import unsafe_filename_reason
+from tasks.data.dataset import OUTSIDE_PUBLIC, unsafe_filename_reason
 
 #: Derived column -> the name a message uses for it.
 FRIENDLY = {
@@ -37,6 +37,7 @@ FRIENDLY = {
     PIXELS: "pixels",
     USABLE_LABELLED: "usable",
     USABLE_TEST: "usable",
+    OUTSIDE_PUBLIC: "resolves outside public/ to",
 }
 
 

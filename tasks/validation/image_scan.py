@@ -15,7 +15,10 @@ How it stays cheap:
 - **Cached per file fingerprint.** Each result is stored in a SQLite file under the cache
   directory, keyed by (path, size, mtime); a rerun on unchanged data only ``stat``\\ s the files.
   The cache file name carries the scan version and the decode settings, so changing either
-  never reuses stale results.
+  never reuses stale results. It is checked when opened (``PRAGMA quick_check`` and the table's
+  columns); a damaged file (or any SQLite error that means damage, anywhere in the scan) is
+  deleted with its ``-wal``/``-shm`` files, with one warning naming it, and the scan runs again
+  from the start, exactly as a cold scan would.
 - **Fast decode.** ``Image.verify()`` does not notice a truncated JPEG, so every file is fully
   decoded with ``load()``; for JPEGs ``draft()`` first asks libjpeg to decode at 1/8 scale, which
   still reads every byte of the entropy-coded data (a truncated file still fails) at a fraction
@@ -39,8 +42,10 @@ from typing import Any, Literal
 import pandas as pd
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from tasks.cache_files import DamagedCache, describe, discard
 from tasks.io import fingerprint_text
 from tasks.logs import get_logger
+from tasks.validation.scan_cache import cache_companions, is_damage, lookup_cache, open_cache, store_cache
 from tasks.validation.settings import DEFAULT_MAX_PIXELS
 
 #: Bump when what a scan records changes, so old cache entries are never reused.
@@ -189,46 +194,6 @@ def cache_file(cache_dir: Path, max_pixels: int) -> Path:
     return Path(cache_dir) / f"image-scan-v{SCAN_VERSION}-{key}.sqlite"
 
 
-_CACHE_COLUMNS = "decodes, error, format, mode, channels, width, height"
-
-
-def open_cache(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the fingerprint cache; SQLite makes concurrent runs safe."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, timeout=60)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute(
-        "CREATE TABLE IF NOT EXISTS scans (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-        "mtime_ns INTEGER NOT NULL, decodes INTEGER, error TEXT, format TEXT, mode TEXT, "
-        "channels INTEGER, width INTEGER, height INTEGER)"
-    )
-    return connection
-
-
-def lookup_cache(connection: sqlite3.Connection, keys: list[tuple[str, int, int]]) -> dict[str, tuple]:
-    """Cached result rows (in `_RESULT_KEYS` order) of the fingerprints that match exactly."""
-    found: dict[str, tuple] = {}
-    wanted = {path: (size, mtime) for path, size, mtime in keys}
-    paths = list(wanted)
-    for start in range(0, len(paths), 900):  # SQLite's bound-parameter limit
-        part = paths[start : start + 900]
-        query = f"SELECT path, size, mtime_ns, {_CACHE_COLUMNS} FROM scans WHERE path IN ({','.join('?' * len(part))})"
-        for path, size, mtime, decodes, *rest in connection.execute(query, part):
-            if wanted[path] == (size, mtime):
-                found[path] = (True, size, None if decodes is None else bool(decodes), *rest)
-    return found
-
-
-def store_cache(connection: sqlite3.Connection, rows: list[tuple[str, int, int, tuple]]) -> None:
-    """Remember result rows by fingerprint (one transaction per chunk)."""
-    with connection:
-        connection.executemany(
-            f"INSERT OR REPLACE INTO scans (path, size, mtime_ns, {_CACHE_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(path, size, mtime, *result[2:]) for path, size, mtime, result in rows],
-        )
-
-
 def as_row(result: dict[str, Any]) -> tuple:
     """A `scan_file` dict as a tuple in `_RESULT_KEYS` order."""
     return tuple(result[key] for key in _RESULT_KEYS)
@@ -294,41 +259,14 @@ def scan_images(
     total_rows = _count_rows(list_path)
     cache_path = cache_file(cache_dir, max_pixels)
     log.info("Image scan: %s files, %d %s worker(s), cache %s", f"{total_rows:,}", workers, executor, cache_path)
-    connection = open_cache(cache_path)
-    counts = {"total": 0, "scanned": 0, "cached": 0, "missing": 0, "bad": 0}
     scan_path = Path(scan_path)
     scan_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = scan_path.with_name(f".{scan_path.name}.partial")
-    last_report = started
+    job = _ScanJob(list_path, scan_path, cache_path, workers, executor, max_pixels, chunk_size, batch_size)
     try:
-        with make_executor(executor, workers) as pool, open(tmp_path, "w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            writer.writerow(SCAN_COLUMNS)
-            for chunk in iter_list_chunks(list_path, chunk_size):
-                results = _scan_chunk(chunk, pool, connection, max_pixels, batch_size, counts)
-                writer.writerows(
-                    (split, filename, path, *result, cached)
-                    for split, filename, path, (result, cached) in zip(
-                        chunk["split"].tolist(), chunk["filename"].tolist(), chunk["path"].tolist(), results
-                    )
-                )
-                counts["total"] += len(chunk)
-                now = time.perf_counter()
-                if now - last_report >= progress_every_s:
-                    last_report = now
-                    rate = counts["total"] / (now - started)
-                    log.info(
-                        "Image scan: %s/%s files (%s from cache, %s bad), %.0f files/s",
-                        f"{counts['total']:,}",
-                        f"{total_rows:,}",
-                        f"{counts['cached']:,}",
-                        counts["bad"],
-                        rate,
-                    )
-        os.replace(tmp_path, scan_path)
-    finally:
-        connection.close()
-        tmp_path.unlink(missing_ok=True)
+        counts = _scan_into(job, started, total_rows, progress_every_s)
+    except DamagedCache as err:
+        discard(err.path, err.reason, *cache_companions(err.path))
+        counts = _scan_into(job, time.perf_counter(), total_rows, progress_every_s)  # a cold scan, from the start
     seconds = time.perf_counter() - started
     summary = ScanSummary(
         scan_path=str(scan_path),
@@ -348,6 +286,67 @@ def scan_images(
         summary.bad,
     )
     return summary.to_dict()
+
+
+@dataclass(frozen=True)
+class _ScanJob:
+    """What one pass of `scan_images` reads and writes."""
+
+    list_path: Path
+    scan_path: Path
+    cache_path: Path
+    workers: int
+    executor: ExecutorKind
+    max_pixels: int
+    chunk_size: int
+    batch_size: int
+
+
+def _scan_into(job: _ScanJob, started: float, total_rows: int, progress_every_s: float) -> dict[str, int]:
+    """One pass over the list into the scan CSV (renamed into place when complete); returns the
+    counts. A SQLite error that means damage, wherever it happens, becomes `DamagedCache`."""
+    log = get_logger(__name__)
+    counts = {"total": 0, "scanned": 0, "cached": 0, "missing": 0, "bad": 0}
+    tmp_path = job.scan_path.with_name(f".{job.scan_path.name}.partial")
+    last_report = started
+    connection = open_cache(job.cache_path)
+    try:
+        with (
+            make_executor(job.executor, job.workers) as pool,
+            open(tmp_path, "w", newline="", encoding="utf-8") as out,
+        ):
+            writer = csv.writer(out)
+            writer.writerow(SCAN_COLUMNS)
+            for chunk in iter_list_chunks(job.list_path, job.chunk_size):
+                results = _scan_chunk(chunk, pool, connection, job.max_pixels, job.batch_size, counts)
+                writer.writerows(
+                    (split, filename, path, *result, cached)
+                    for split, filename, path, (result, cached) in zip(
+                        chunk["split"].tolist(), chunk["filename"].tolist(), chunk["path"].tolist(), results
+                    )
+                )
+                counts["total"] += len(chunk)
+                now = time.perf_counter()
+                if now - last_report >= progress_every_s:
+                    last_report = now
+                    rate = counts["total"] / (now - started)
+                    log.info(
+                        "Image scan: %s/%s files (%s from cache, %s bad), %.0f files/s",
+                        f"{counts['total']:,}",
+                        f"{total_rows:,}",
+                        f"{counts['cached']:,}",
+                        counts["bad"],
+                        rate,
+                    )
+        os.replace(tmp_path, job.scan_path)
+    except sqlite3.DatabaseError as err:
+        if is_damage(err):
+            raise DamagedCache(job.cache_path, describe(err)) from err
+        raise
+    finally:
+        connection.close()
+        tmp_path.unlink(missing_ok=True)
+    return counts
 
 
 def _count_rows(list_path: Path) -> int:

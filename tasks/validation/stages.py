@@ -38,7 +38,14 @@ from typing import Any
 import pandas as pd
 
 from tasks.data.columns import IMAGE_OK, LABELLED_SPLITS, ROW, SAMPLE_COLUMNS, SPLITS, TARGETS
-from tasks.data.dataset import DatasetError, check_data_dir, load_samples, public_dir, read_class_info, split_csv_name
+from tasks.data.dataset import (
+    DatasetError,
+    check_data_dir,
+    check_output_outside,
+    load_samples,
+    read_class_info,
+    split_csv,
+)
 from tasks.io import atomic_write_json, atomic_write_text
 from tasks.layout import RunFolder
 from tasks.logs import get_logger
@@ -83,6 +90,7 @@ def validate_csvs(
 
     log = get_logger(__name__)
     run = _run_of(validation_dir)
+    check_output_outside(data_dir, run.root)  # every flow that validates: never write into the data
     run.validation.mkdir(parents=True, exist_ok=True)
     stage: dict[str, Any] = {
         "passed": False,
@@ -104,7 +112,7 @@ def validate_csvs(
     raws: dict[str, pd.DataFrame | None] = {}
     for split in SPLITS:
         try:
-            raw = read_raw_csv(public_dir(root) / split_csv_name(split))
+            raw = read_raw_csv(split_csv(root, split))
             raws[split] = raw
             stage["counts"][split] = len(raw)
         except DatasetError as exc:
@@ -112,7 +120,7 @@ def validate_csvs(
             stage["suites"].append(fatal_suite(f"{split}_csv", str(exc)))
     context = make_context(run)
     run_name = run.root.name
-    tables = prepare_labelled_tables(raws, classes)
+    tables = prepare_labelled_tables(raws, classes, root)
     for split, table in tables.items():
         suite = S.build_labelled_csv_suite(
             split,
@@ -125,7 +133,7 @@ def validate_csvs(
         )
         result = validate_frame(context, suite, table, [ROW, "filename"], run_name=run_name)
         stage["suites"].append(summarise_suite(suite.name, result, settings.max_examples))
-    test_table = prepare_test_table(raws)
+    test_table = prepare_test_table(raws, root)
     if test_table is not None:
         suite = S.build_test_csv_suite(
             other_splits=[s for s in LABELLED_SPLITS if raws.get(s) is not None],
@@ -152,7 +160,7 @@ def validate_csvs(
     stage["reference"] = reference_name
     stage["passed"] = not any(s["failed_critical"] for s in stage["suites"])
     if stage["passed"]:
-        stage["list_path"] = str(write_scan_list(root, raws, run.scan_list))
+        stage["list_path"] = str(write_scan_list(root, {**tables, "test": test_table}, run.scan_list))
     for summary in stage["suites"]:
         log.info(
             "Suite %s: %s (%d expectations, %d failed, %d critical)",

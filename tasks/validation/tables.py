@@ -30,7 +30,14 @@ from tasks.data.columns import (
     int_column,
     name_column,
 )
-from tasks.data.dataset import ClassInfo, DatasetError, public_dir, unsafe_filename_reason
+from tasks.data.dataset import (
+    OUTSIDE_PUBLIC,
+    ClassInfo,
+    DatasetError,
+    outside_public,
+    public_dir,
+    unsafe_filename_reason,
+)
 from tasks.data.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, real_coarse_distribution
 from tasks.io import atomic_write_text
 from tasks.layout import RunFolder
@@ -99,7 +106,18 @@ def filename_set(raw: pd.DataFrame | None) -> set[str]:
     return set(raw["filename"].dropna().tolist())
 
 
-def prepare_labelled_tables(raws: dict[str, pd.DataFrame | None], classes: ClassInfo) -> dict[str, pd.DataFrame]:
+def outside_column(table: pd.DataFrame, root: Path, split: str) -> pd.Series:
+    """For each row, where its image really is (symlinks followed) if that is outside ``public/``,
+    else None: an image that is a link out of the data directory is a critical failure, found
+    here, before the scan list is written and before any image is opened."""
+    names = table["filename"] if "filename" in table.columns else pd.Series([None] * len(table), index=table.index)
+    public = public_dir(root)
+    return pd.Series(outside_public(public / split, public, names.tolist()), index=table.index, dtype=object)
+
+
+def prepare_labelled_tables(
+    raws: dict[str, pd.DataFrame | None], classes: ClassInfo, root: Path
+) -> dict[str, pd.DataFrame]:
     """train/val tables: the raw columns plus the derived columns of ``expectations.suites``."""
     tables: dict[str, pd.DataFrame] = {}
     for split in LABELLED_SPLITS:
@@ -108,6 +126,7 @@ def prepare_labelled_tables(raws: dict[str, pd.DataFrame | None], classes: Class
             continue
         table = raw.copy()
         table[ROW] = np.arange(1, len(raw) + 1, dtype="int64")
+        table[OUTSIDE_PUBLIC] = outside_column(raw, root, split)
         for target in TARGETS:
             whole, in_range = label_columns(raw, target, len(classes.names(target)))
             table[int_column(target)] = whole
@@ -140,25 +159,38 @@ def family_majority(tables: list[pd.DataFrame]) -> dict[float, float]:
     return dict(zip(first[FINE_IN_RANGE], first[COARSE_IN_RANGE]))
 
 
-def prepare_test_table(raws: dict[str, pd.DataFrame | None]) -> pd.DataFrame | None:
-    """test table: raw columns plus row number and overlap with train/val filenames."""
+def prepare_test_table(raws: dict[str, pd.DataFrame | None], root: Path) -> pd.DataFrame | None:
+    """test table: raw columns plus row number, where a linked image leads, and overlap with
+    train/val filenames."""
     raw = raws.get("test")
     if raw is None:
         return None
     table = raw.copy()
     table[ROW] = np.arange(1, len(raw) + 1, dtype="int64")
+    table[OUTSIDE_PUBLIC] = outside_column(raw, root, "test")
     others = {s: filename_set(raws.get(s)) for s in LABELLED_SPLITS}
     table[ALSO_IN] = overlap_column(table.get("filename"), others, table.index)
     return table
 
 
-def write_scan_list(root: Path, raws: dict[str, pd.DataFrame | None], path: Path) -> Path:
-    """The image files the CSVs reference (split, filename, absolute path), one row each."""
+def write_scan_list(root: Path, tables: dict[str, pd.DataFrame | None], path: Path) -> Path:
+    """The image files the CSV tables reference (split, filename, absolute path), one row each.
+
+    ``tables`` are the prepared split tables (with `OUTSIDE_PUBLIC`); a row whose image leads
+    out of ``public/`` is refused here too, so the scan can never open it.
+    """
     frames = []
     for split in SPLITS:
-        raw = raws.get(split)
+        raw = tables.get(split)
         if raw is None or "filename" not in raw.columns:
             continue
+        escaping = raw[raw[OUTSIDE_PUBLIC].notna()]
+        if len(escaping):
+            first = escaping.iloc[0]
+            raise DatasetError(
+                f"{split}.csv lists {len(escaping)} image(s) outside {public_dir(root)}, e.g. "
+                f"{first['filename']!r} -> {first[OUTSIDE_PUBLIC]}; not scanning them"
+            )
         names = raw["filename"].dropna().drop_duplicates()
         names = names[[unsafe_filename_reason(n) is None for n in names]]
         folder = public_dir(root) / split

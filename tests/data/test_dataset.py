@@ -8,7 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.data.dataset import DatasetError, check_data_dir, load_samples, read_samples, write_samples
+from tasks.data.dataset import (
+    DatasetError,
+    check_data_dir,
+    check_output_outside,
+    data_fingerprint,
+    load_samples,
+    read_samples,
+    write_samples,
+)
 from tasks.data.taxonomy import COARSE_NAMES, FINE_NAMES
 
 
@@ -115,3 +123,81 @@ def test_incomplete_layout_names_missing_files(tmp_path: Path) -> None:
     (tmp_path / "public").mkdir()
     with pytest.raises(DatasetError, match="info.json"):
         check_data_dir(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# Confined reads: nothing outside public/ is read, whatever symlinks say
+
+
+def relink(path: Path, target: Path) -> Path:
+    path.unlink()
+    path.symlink_to(target)
+    return path
+
+
+def train_image(data_dir: Path, row: int) -> Path:
+    name = pd.read_csv(data_dir / "public" / "train.csv", dtype=str)["filename"].iloc[row]
+    return data_dir / "public" / "train" / name
+
+
+@pytest.mark.parametrize("target", ["elsewhere", "/etc/passwd"])
+def test_an_image_linked_outside_public_is_refused_naming_csv_row_and_target(
+    tiny_sample: Path, tmp_path: Path, target: str
+) -> None:
+    if target == "elsewhere":
+        outside = tmp_path / "elsewhere.jpg"
+        outside.write_bytes(train_image(tiny_sample, 0).read_bytes())
+    else:
+        outside = Path(target)
+    link = relink(train_image(tiny_sample, 2), outside)
+    with pytest.raises(DatasetError) as err:
+        load_samples(tiny_sample)
+    message = str(err.value)
+    assert "train.csv: row 3 (line 4)" in message and repr(link.name) in message
+    assert f"resolves to {str(outside)!r}" in message and "outside" in message
+
+
+def test_a_split_folder_linked_elsewhere_is_refused(tiny_sample: Path, tmp_path: Path) -> None:
+    (tiny_sample / "public" / "test").rename(tmp_path / "test-elsewhere")
+    (tiny_sample / "public" / "test").symlink_to(tmp_path / "test-elsewhere", target_is_directory=True)
+    with pytest.raises(DatasetError, match=r"test\.csv: row 1 \(line 2\).*test-elsewhere.*and 95 more"):
+        load_samples(tiny_sample)
+
+
+def test_links_inside_public_and_a_linked_public_folder_are_read(tiny_sample: Path, tmp_path: Path) -> None:
+    relink(train_image(tiny_sample, 1), Path("..") / "train" / train_image(tiny_sample, 0).name)
+    (tiny_sample / "public").rename(tmp_path / "big-disk-public")
+    (tiny_sample / "public").symlink_to(tmp_path / "big-disk-public", target_is_directory=True)
+    samples, _ = load_samples(tiny_sample)
+    assert len(samples) == 400
+    assert all(Path(p).is_relative_to(tiny_sample.resolve() / "public") for p in samples["path"])
+
+
+@pytest.mark.parametrize("name", ["info.json", "train.csv", "test.csv"])
+def test_info_json_and_csvs_linked_outside_public_are_refused(tiny_sample: Path, tmp_path: Path, name: str) -> None:
+    outside = tmp_path / f"copy-{name}"
+    outside.write_bytes((tiny_sample / "public" / name).read_bytes())
+    relink(tiny_sample / "public" / name, outside)
+    with pytest.raises(DatasetError) as err:
+        check_data_dir(tiny_sample)
+    message = str(err.value)
+    assert name in message and f"resolves to {outside}" in message and "\n" not in message
+    with pytest.raises(DatasetError, match="outside"):
+        load_samples(tiny_sample)
+    with pytest.raises(DatasetError, match="outside"):
+        data_fingerprint(tiny_sample)
+
+
+def test_output_dir_inside_the_data_dir_is_refused_either_way_round(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "public").mkdir(parents=True)
+    (tmp_path / "to-data").symlink_to(data, target_is_directory=True)
+    (tmp_path / "to-outputs").symlink_to(data / "public", target_is_directory=True)
+    for output in (data, data / "outputs", tmp_path / "to-data" / "x", tmp_path / "to-outputs" / "runs"):
+        with pytest.raises(DatasetError, match="inside the data directory"):
+            check_output_outside(data, output)
+    with pytest.raises(DatasetError, match="inside the data directory"):
+        check_output_outside(tmp_path / "to-data", data / "outputs")
+    for output in (tmp_path / "outputs", tmp_path / "data-outputs", tmp_path):
+        check_output_outside(data, output)  # beside or above the data: fine
+    assert not (data / "outputs").exists()

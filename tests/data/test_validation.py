@@ -232,6 +232,89 @@ def test_unreadable_csv_is_a_failure_not_a_crash(tiny_sample: Path, tmp_path: Pa
 
 
 # --------------------------------------------------------------------------------------------
+# Confined reads: an image (or CSV, info.json, split folder) that is a link out of public/ is a
+# critical failure found before the scan list is written, so no such file is ever opened
+
+
+def link_image_to(data: Path, split: str, row: int, target: Path) -> Path:
+    """Replace one listed image by a symlink to ``target``; return the link."""
+    path = image_path(data, split, row)
+    path.unlink()
+    path.symlink_to(target)
+    return path
+
+
+def only_outside(report: ValidationReport, suite: str) -> dict[str, Any]:
+    outcome = only_broken(report, suite, "expect_column_values_to_be_null", "resolves outside public/ to")
+    assert outcome["severity"] == "critical" and not report.passed
+    assert report.scan_path is None and report.samples_path is None  # nothing was scanned or loaded
+    assert report.quarantined == 0
+    return outcome
+
+
+def test_image_linked_to_a_file_outside_public_fails(tiny_sample: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere" / "photo.jpg"
+    elsewhere.parent.mkdir()
+    shutil.copyfile(image_path(tiny_sample, "train", 0), elsewhere)
+    link = link_image_to(tiny_sample, "train", 3, elsewhere)
+    report = validate(tiny_sample, tmp_path)
+    outcome = only_outside(report, "train_csv")
+    assert outcome["examples"] == [
+        f"row 4 (line 5): filename={link.name!r}, resolves outside public/ to={str(elsewhere)!r}"
+    ]
+    message = report.failure_message()
+    assert "train.csv" in message and "row 4 (line 5)" in message and str(elsewhere) in message
+
+
+def test_image_linked_to_etc_passwd_fails(tiny_sample: Path, tmp_path: Path) -> None:
+    link = link_image_to(tiny_sample, "test", 0, Path("/etc/passwd"))
+    report = validate(tiny_sample, tmp_path)
+    outcome = only_outside(report, "test_csv")
+    assert outcome["examples"] == [f"row 1 (line 2): filename={link.name!r}, resolves outside public/ to='/etc/passwd'"]
+    assert "test.csv" in report.failure_message() and "/etc/passwd" in report.failure_message()
+
+
+@pytest.mark.slow
+def test_split_folder_linked_elsewhere_fails(tiny_sample: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "val-elsewhere"
+    (tiny_sample / PUBLIC / "val").rename(moved)
+    (tiny_sample / PUBLIC / "val").symlink_to(moved, target_is_directory=True)
+    report = validate(tiny_sample, tmp_path)
+    outcome = only_outside(report, "val_csv")
+    assert outcome["unexpected_count"] == 100 and outcome["element_count"] == 100
+    first = read_csv(tiny_sample, "val")["filename"].iloc[0]
+    assert (
+        outcome["examples"][0]
+        == f"row 1 (line 2): filename={first!r}, resolves outside public/ to={str(moved / first)!r}"
+    )
+
+
+@pytest.mark.slow
+def test_csv_or_info_json_linked_outside_public_fails(tiny_sample: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "info-elsewhere.json"
+    shutil.copyfile(tiny_sample / PUBLIC / "info.json", outside)
+    (tiny_sample / PUBLIC / "info.json").unlink()
+    (tiny_sample / PUBLIC / "info.json").symlink_to(outside)
+    report = validate(tiny_sample, tmp_path)
+    assert not report.passed and report.scan_path is None
+    assert len(report.failures) == 1 and "[layout]" in report.failures[0]
+    assert "info.json resolves to " + str(outside) in report.failures[0]
+
+
+def test_links_that_stay_inside_public_are_fine(tiny_sample: Path, tmp_path: Path) -> None:
+    """A train image linked to a test image, a relative link, and public/ itself a link: all inside."""
+    link_image_to(tiny_sample, "train", 3, image_path(tiny_sample, "test", 5))
+    link_image_to(tiny_sample, "val", 2, Path("..") / "train" / read_csv(tiny_sample, "train")["filename"].iloc[0])
+    real_public = tmp_path / "storage" / "public"
+    real_public.parent.mkdir()
+    (tiny_sample / PUBLIC).rename(real_public)
+    (tiny_sample / PUBLIC).symlink_to(real_public, target_is_directory=True)
+    report = validate(tiny_sample, tmp_path)
+    assert report.passed and report.failures == [] and broken(report) == []
+    assert len(read_samples(Path(report.samples_path))) == 400
+
+
+# --------------------------------------------------------------------------------------------
 # Image defects: quarantine plus a warning (train/val), flag plus fallback (test)
 
 
@@ -396,6 +479,17 @@ def test_scan_detects_each_kind_of_bad_file(tiny_sample: Path) -> None:
     assert bomb["decodes"] is None and bomb["error"].startswith("decompression bomb")
 
 
+def test_scan_list_never_lists_a_file_outside_public(tiny_sample: Path, tmp_path: Path) -> None:
+    """The list the scan opens is written only from checked tables (a second line of defence)."""
+    from tasks.data.dataset import OUTSIDE_PUBLIC, DatasetError
+    from tasks.validation.tables import write_scan_list
+
+    table = read_csv(tiny_sample, "train").head(3).assign(**{OUTSIDE_PUBLIC: [None, "/etc/passwd", None]})
+    with pytest.raises(DatasetError, match=r"train\.csv lists 1 image\(s\) outside .*/etc/passwd"):
+        write_scan_list(tiny_sample, {"train": table}, tmp_path / "list.csv")
+    assert not (tmp_path / "list.csv").exists()
+
+
 def test_scan_cache_reuses_unchanged_files_only(tiny_sample: Path, tmp_path: Path) -> None:
     files = sorted((tiny_sample / PUBLIC / "train").iterdir())[:30]
     listing = tmp_path / "list.csv"
@@ -459,3 +553,92 @@ def test_scan_never_accepts_truncated_images_even_if_the_process_does(
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     summary = scan_images(listing, tmp_path / "scan.csv", tmp_path / "cache", workers=1)
     assert summary["executor"] == "process" and summary["bad"] == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Nothing is ever written into the data directory: an output dir inside it is refused
+
+
+def output_inside(data: Path, tmp_path: Path, how: str) -> tuple[Path, Path]:
+    """(data dir as given, output dir as given) with the output inside the data, spelled ``how``."""
+    if how == "plainly":
+        return data, data / "outputs"
+    if how == "through a link to the data":
+        (tmp_path / "data-link").symlink_to(data, target_is_directory=True)
+        return data, tmp_path / "data-link" / "public" / "outputs"
+    if how == "data given through a link":
+        (tmp_path / "data-link").symlink_to(data, target_is_directory=True)
+        return tmp_path / "data-link", data / "outputs"
+    if how == "the data dir itself":
+        return data, data
+    raise ValueError(how)
+
+
+HOW = ["plainly", "through a link to the data", "data given through a link", "the data dir itself"]
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_validate_command_refuses_an_output_dir_inside_the_data_dir(
+    tiny_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    from flows.validate import main
+
+    data, out = output_inside(tiny_sample, tmp_path, how)
+    before = listing(tiny_sample)
+    assert main(["--data-dir", str(data), "--output-dir", str(out)]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "inside the data directory" in lines[0] and str(out) in lines[0]
+    assert listing(tiny_sample) == before  # nothing created
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_full_command_refuses_an_output_dir_inside_the_data_dir(
+    tiny_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    import flows.full
+
+    started: list[bool] = []
+    monkeypatch.setattr(flows.full, "full_pipeline", lambda *a, **k: started.append(True))
+    data, out = output_inside(tiny_sample, tmp_path, how)
+    before = listing(tiny_sample)
+    with pytest.raises(SystemExit) as exit_:
+        flows.full.main(["--data-dir", str(data), "--output-dir", str(out)])
+    assert exit_.value.code == 1 and started == []
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "inside the data directory" in lines[0]
+    assert listing(tiny_sample) == before
+
+
+def test_ui_triggered_run_refuses_an_output_dir_inside_the_data_dir(
+    tiny_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flow itself checks (a deployment's parameters never pass through main())."""
+    import flows.full
+    from flows.params import PipelineParams
+    from tasks.data.dataset import DatasetError
+    from tasks.data.settings import DataSettings
+
+    def work(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the flow started work inside the data directory")
+
+    monkeypatch.setattr(flows.full, "validate_or_reuse", work)
+    data, out = output_inside(tiny_sample, tmp_path, "through a link to the data")
+    before = listing(tiny_sample)
+    with pytest.raises(DatasetError, match="inside the data directory"):
+        flows.full.full_pipeline(PipelineParams(data=DataSettings(data_dir=data, output_dir=out)))
+    assert listing(tiny_sample) == before
+
+
+def test_validation_stage_refuses_a_run_folder_inside_the_data_dir(tiny_sample: Path) -> None:
+    """The validation stage checks too, for every flow that runs it (the standalone validate flow)."""
+    from tasks.data.dataset import DatasetError
+    from tasks.validation.stages import validate_csvs
+
+    run = RunFolder(tiny_sample / "public" / "runs" / "x")
+    with pytest.raises(DatasetError, match="inside the data directory"):
+        validate_csvs(tiny_sample, run.validation, ValidationSettings())
+    assert not run.validation.exists()

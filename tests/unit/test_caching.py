@@ -21,12 +21,10 @@ from flows.caching import (
     code_fingerprint,
     fingerprint_inputs,
     import_closure,
-    remember_validation,
-    reuse_validation,
     step_dir,
-    validation_key,
 )
 from flows.validate import validate_dataset
+from flows.validation_reuse import remember_validation, reuse_validation, validation_key
 from tasks.layout import OutputDir, new_run_dir
 from tasks.validation.report import ValidationReport
 from tasks.validation.settings import ValidationSettings

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tasks.kaggle import submit_champion
 from tasks.layout import RunFolder
-from tasks.results import champion as champion_module
+from tasks.results import promotion as promotion_module
 from tasks.results.champion import (
     Decision,
     GateSettings,
@@ -18,9 +20,9 @@ from tasks.results.champion import (
     model_files,
     promote_run,
     read_champion,
-    recover_champion,
 )
-from tasks.results.registry import read_registry
+from tasks.results.promotion import ChampionError, Promotion, reconcile_champion, recover_champion
+from tasks.results.registry import RegistryError, last_promoted, read_registry
 from tasks.results.submission import SubmissionError
 from tests.helpers import BEST, COARSE, HOLDOUT_PER_CLASS, write_fake_run
 
@@ -133,7 +135,7 @@ def test_crash_between_the_renames_keeps_the_old_champion(workspace: dict[str, P
     promote_run(make_run(workspace, "run-1", best_errors=4), workspace["output"])
     champion_files = champion_contents(workspace["output"])
     better = make_run(workspace, "run-2", best_errors=0)
-    real_rename = champion_module.rename_path
+    real_rename = promotion_module.rename_path
     calls: list[tuple[Path, Path]] = []
 
     def crash_on_second_rename(source: Path, target: Path) -> None:
@@ -142,14 +144,14 @@ def test_crash_between_the_renames_keeps_the_old_champion(workspace: dict[str, P
             raise OSError("simulated crash")
         real_rename(source, target)
 
-    monkeypatch.setattr(champion_module, "rename_path", crash_on_second_rename)
+    monkeypatch.setattr(promotion_module, "rename_path", crash_on_second_rename)
     with pytest.raises(OSError, match="simulated crash"):
         promote_run(better, workspace["output"])
     assert champion_contents(workspace["output"]) == champion_files
     assert leftovers(workspace["output"]) == []
     assert [line["run"] for line in read_registry(workspace["output"])] == ["run-1"]  # nothing announced
 
-    monkeypatch.setattr(champion_module, "rename_path", real_rename)
+    monkeypatch.setattr(promotion_module, "rename_path", real_rename)
     assert promote_run(better, workspace["output"]).promote
     assert read_champion(workspace["output"])["run"] == "run-2"
 
@@ -177,7 +179,7 @@ def test_failure_while_building_leaves_no_trace(workspace: dict[str, Path], monk
     def disk_full(*args: Any, **kwargs: Any) -> None:
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(champion_module.shutil, "copy2", disk_full)
+    monkeypatch.setattr(shutil, "copy2", disk_full)  # the build copies files with it
     with pytest.raises(OSError, match="No space"):
         promote_run(better, workspace["output"])
     assert read_champion(workspace["output"])["run"] == "run-1" and leftovers(workspace["output"]) == []
@@ -246,3 +248,206 @@ def test_data_fingerprint_reads_the_validated_samples_and_class_names(workspace:
     assert relabelled != before
     run.table.unlink()  # the samples alone are enough
     assert fingerprint_run_data(run.root) == relabelled
+
+
+# --- crash consistency: every crash point, and crashes during recovery ----------------------------
+
+
+class Crash(BaseException):
+    """A simulated kill -9: nothing after it runs, not even the in-process recovery."""
+
+
+def crash(name: str):
+    def crashed(*args: Any, **kwargs: Any) -> None:
+        raise Crash(name)
+
+    return crashed
+
+
+#: Crash before this step (``build``: after the build, before the intent) -> the run champion/ must serve after recovery.
+CRASH_POINTS = {
+    "build": "run-1",
+    "write_intent": "run-1",
+    "set_old_aside": "run-1",
+    "move_new_in": "run-1",
+    "append_line": "run-2",
+    "write_decision": "run-2",
+    "delete_old": "run-2",
+    "delete_intent": "run-2",
+}
+RECOVERY_STEPS = ("restore_old", "delete_staging", "append_line", "write_decision", "delete_old", "delete_intent")
+
+
+@pytest.fixture(scope="module")
+def promoted_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An output directory whose champion is run-1, with a better run-2 beside it (copied per scenario)."""
+    root = tmp_path_factory.mktemp("promoted-once")
+    workspace = {"data": root / "data", "output": root / "outputs"}
+    promote_run(make_run(workspace, "run-1", best_errors=4), workspace["output"])
+    make_run(workspace, "run-2", best_errors=0)
+    return root
+
+
+def scenario(promoted_once: Path, tmp_path: Path, name: str) -> Path:
+    """A private copy of the prepared output directory; returns its path."""
+    return Path(shutil.copytree(promoted_once / "outputs", tmp_path / name / "outputs"))
+
+
+def crash_promotion(monkeypatch: pytest.MonkeyPatch, output: Path, point: str) -> None:
+    """Promote run-2 and 'kill' the process just before ``point``."""
+    with monkeypatch.context() as patch:
+        patch.setattr(Promotion, "resolve", lambda self: [])  # a dead process recovers nothing
+        if point == "build":
+            patch.setattr(promotion_module, "sync_tree", crash(point))
+            patch.setattr(promotion_module, "remove_tree", lambda path: None)
+        else:
+            patch.setattr(Promotion, point, crash(point))
+        with pytest.raises(Crash):
+            promote_run(output / "runs" / "run-2", output)
+
+
+def assert_reconciled(output: Path, expected: str, registry_before: list[str]) -> None:
+    """The invariant, and which way the promotion went."""
+    record = read_champion(output)
+    assert record is not None and record["run"] == expected
+    assert (output / "champion" / "submission.csv").read_text() == (
+        output / "runs" / expected / "submission.csv"
+    ).read_text()
+    lines = (output / "registry.jsonl").read_text().splitlines()
+    assert lines[: len(registry_before)] == registry_before  # appended to, never rewritten
+    entries = read_registry(output)
+    assert last_promoted(entries)["run"] == expected
+    if expected == "run-2":  # rolled forward: exactly one line for this promotion, and the run's decision file
+        assert [e["promotion_id"] for e in entries[len(registry_before) :]] == [record["promotion_id"]]
+        assert json.loads(RunFolder(output / "runs" / "run-2").champion_decision.read_text())["promote"] is True
+    else:  # rolled back: the registry as it was
+        assert len(lines) == len(registry_before)
+    assert leftovers(output) == [] and not (output / ".promotion-intent.json").exists()
+
+
+@pytest.mark.parametrize("point", list(CRASH_POINTS))
+def test_a_crash_at_each_point_is_rolled_back_or_forward_by_its_rule(
+    point: str, promoted_once: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = scenario(promoted_once, tmp_path, "direct")
+    before = (output / "registry.jsonl").read_text().splitlines()
+    crash_promotion(monkeypatch, output, point)
+    committed = CRASH_POINTS[point] == "run-2"
+    assert (read_champion(output) or {}).get("run") == (
+        "run-2" if committed else None if point == "move_new_in" else "run-1"
+    )
+    actions = recover_champion(output)
+    assert actions and not any("unexplained" in a for a in actions)
+    if point not in ("build", "write_intent"):  # no intent yet: only the unfinished build to delete
+        assert actions[0].startswith("completed" if committed else "rolled back"), actions
+    assert_reconciled(output, CRASH_POINTS[point], before)
+    assert recover_champion(output) == []  # nothing left to do
+
+    # Then each recovery step in turn crashes part-way; the next recovery finishes the job the same way.
+    crashed = []
+    for step in RECOVERY_STEPS:
+        output = scenario(promoted_once, tmp_path, f"recovery-{step}")
+        crash_promotion(monkeypatch, output, point)
+        with monkeypatch.context() as patch:
+            patch.setattr(Promotion, step, crash(step))
+            try:
+                recover_champion(output)
+            except Crash:
+                crashed.append(step)
+        recover_champion(output)
+        assert_reconciled(output, CRASH_POINTS[point], before)
+    assert crashed or point in ("build", "write_intent")  # with an intent, recovery itself was interrupted
+
+
+def test_an_error_after_the_commit_point_completes_the_promotion(workspace: dict[str, Path], monkeypatch) -> None:
+    """An exception (not a crash) is resolved at once by the same rule: past the rename it rolls forward."""
+    promote_run(make_run(workspace, "run-1", best_errors=4), workspace["output"])
+    real_unlink = Path.unlink
+
+    def unlink_fails_once(self: Path, missing_ok: bool = False) -> None:
+        if self.name == ".promotion-intent.json" and not calls:
+            calls.append(self)
+            raise OSError("simulated I/O error")
+        real_unlink(self, missing_ok=missing_ok)
+
+    calls: list[Path] = []
+    monkeypatch.setattr(Path, "unlink", unlink_fails_once)
+    with pytest.raises(OSError, match="simulated I/O error"):
+        promote_run(make_run(workspace, "run-2", best_errors=0), workspace["output"])
+    assert read_champion(workspace["output"])["run"] == "run-2"
+    assert [e["run"] for e in read_registry(workspace["output"])] == ["run-1", "run-2"]
+    assert not (workspace["output"] / ".promotion-intent.json").exists()
+
+
+def test_a_champion_the_registry_does_not_name_gets_a_reconciled_line(workspace: dict[str, Path]) -> None:
+    """What the previous version left when killed between its swap and its registry append."""
+    output = workspace["output"]
+    promote_run(make_run(workspace, "run-1", best_errors=4), output)
+    promote_run(make_run(workspace, "run-2", best_errors=0), output)
+    registry = output / "registry.jsonl"
+    registry.write_text(registry.read_text().splitlines()[0] + "\n")  # the run-2 line never written
+    (output / "..promotion-intent.json.k3j4.tmp").write_text("{")  # an intent write killed half-way
+    deleted, action = reconcile_champion(output)
+    assert deleted == "deleted the unfinished intent file ..promotion-intent.json.k3j4.tmp"
+    assert "unexplained" in action and "run-2" in action
+    last = read_registry(output)[-1]
+    assert last["run"] == "run-2" and last["decision"] == "promoted" and last["reconciled"] is True
+    assert last["champion_before"] == "run-1" and "run-1" in last["reason"]
+    assert reconcile_champion(output) == []
+
+
+def test_a_registry_line_cut_short_is_trimmed_and_the_promotion_re_recorded(
+    workspace: dict[str, Path], monkeypatch
+) -> None:
+    output = workspace["output"]
+    promote_run(make_run(workspace, "run-1", best_errors=4), output)
+    run_2 = make_run(workspace, "run-2", best_errors=0)
+    with monkeypatch.context() as patch:  # killed after the append...
+        patch.setattr(Promotion, "resolve", lambda self: [])
+        patch.setattr(Promotion, "write_decision", crash("write_decision"))
+        with pytest.raises(Crash):
+            promote_run(run_2, output)
+    registry = output / "registry.jsonl"
+    registry.write_bytes(registry.read_bytes()[:-40])  # ...and the power went before the line was on disk
+    with pytest.raises(RegistryError, match=r"registry.jsonl line 2 is not JSON"):
+        read_registry(output)
+    actions = reconcile_champion(output)
+    assert actions[0].startswith("removed an unfinished last line of registry.jsonl")
+    assert any("appended its registry line" in a for a in actions)
+    assert [e["run"] for e in read_registry(output)] == ["run-1", "run-2"]
+    # A last line complete but for its newline only gets the newline.
+    registry.write_bytes(registry.read_bytes()[:-1])
+    assert reconcile_champion(output) == ["added the missing newline after the last line of registry.jsonl"]
+    assert [e["run"] for e in read_registry(output)] == ["run-1", "run-2"]
+
+
+def test_an_intent_that_is_not_ours_is_named(workspace: dict[str, Path]) -> None:
+    workspace["output"].mkdir(parents=True)
+    (workspace["output"] / ".promotion-intent.json").write_text('{"run": "x"}')
+    with pytest.raises(ChampionError, match=r"\.promotion-intent\.json is not a promotion intent"):
+        reconcile_champion(workspace["output"])
+
+
+class FakeKaggle:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+
+    def competition_submit(self, path: str, message: str, competition: str) -> str:
+        self.calls.append((path, Path(path).read_text(), message))
+        return "ok"
+
+
+@pytest.mark.parametrize(("point", "expected"), [("move_new_in", "run-1"), ("append_line", "run-2")])
+def test_submit_sends_the_reconciled_champion(
+    point: str, expected: str, promoted_once: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed with the old champion set aside (no champion/ at all) or with the new one not yet on
+    the record: --submit first reconciles, then sends the champion the registry names."""
+    output = scenario(promoted_once, tmp_path, "submit")
+    crash_promotion(monkeypatch, output, point)
+    client = FakeKaggle()
+    submit_champion(output, client=client)
+    [(path, text, message)] = client.calls
+    assert text == (output / "runs" / expected / "submission.csv").read_text()
+    assert f"champion from run {expected}:" in message
+    assert last_promoted(read_registry(output))["run"] == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import flows.full  # noqa: F401  (imported here, not inside a test: Prefect binds its log handler to stderr on import)
 from tasks.kaggle import (
     DEFAULT_COMPETITION,
     KaggleCredentials,
@@ -21,6 +23,7 @@ from tasks.kaggle import (
     create_client,
     download_competition,
     find_credentials,
+    require_client,
     require_credentials,
     submit_champion,
     submit_file,
@@ -238,3 +241,103 @@ def test_missing_kaggle_package_says_how_to_install_it(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "kaggle.api.kaggle_api_extended", None)  # import now raises ImportError
     with pytest.raises(KaggleError, match="pip install kaggle"):
         create_client(KaggleCredentials("someone", KEY))
+
+
+# --------------------------------------------------------------------------------------------
+# Fail early, never twice: the client and the credentials are checked before any work
+
+
+def forbid_work(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make every first step of the pipeline record that work started (and stop there)."""
+
+    started: list[str] = []
+
+    def work(*_: Any, **__: Any) -> Any:
+        started.append("work")
+        raise RuntimeError("work started")
+
+    monkeypatch.setattr(flows.full, "full_pipeline", work)
+    return started
+
+
+def with_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", KEY)
+
+
+@pytest.mark.parametrize("flag", ["--submit", "--download"])
+def test_cli_without_the_kaggle_package_says_how_to_install_it_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    from flows.full import main
+
+    with_credentials(monkeypatch)
+    monkeypatch.setitem(sys.modules, "kaggle", None)  # not importable (it is not a dependency)
+    started = forbid_work(monkeypatch)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        main([flag, "--data-dir", str(tmp_path / "data"), "--output-dir", str(out)])
+    assert exit_.value.code == 1 and started == []
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and 'pip install -e ".[kaggle]"' in lines[0]
+    assert not out.exists() and not (tmp_path / "data").exists()
+
+
+def test_cli_names_both_problems_when_client_and_credentials_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.full import main
+
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setitem(sys.modules, "kaggle", None)
+    started = forbid_work(monkeypatch)
+    with pytest.raises(SystemExit):
+        main(["--submit", "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert 'pip install -e ".[kaggle]"' in err and "KAGGLE_USERNAME" in err and started == []
+
+
+def test_client_check_never_imports_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Old kaggle versions authenticate (and may exit) on import: the check only looks for it."""
+    install_fake_kaggle_package(monkeypatch, lambda api: None)
+    package = sys.modules["kaggle"]
+    package.__spec__ = importlib.machinery.ModuleSpec("kaggle", None)  # found, never executed
+    require_client()
+    monkeypatch.setitem(sys.modules, "kaggle", None)
+    with pytest.raises(KaggleError, match=r'pip install -e "\.\[kaggle\]"'):
+        require_client()
+
+
+def test_ui_triggered_submit_checks_the_client_at_flow_start(
+    prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.params import PipelineParams
+    from tasks.data.settings import DataSettings
+    from tasks.results.settings import KaggleSettings
+
+    with_credentials(monkeypatch)
+    monkeypatch.setitem(sys.modules, "kaggle", None)
+
+    def work(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the flow started work before checking the Kaggle client")
+
+    monkeypatch.setattr(flows.full, "prepare_sample_task", work)
+    out = tmp_path / "out"
+    params = PipelineParams(data=DataSettings(output_dir=out), kaggle=KaggleSettings(submit=True))
+    with pytest.raises(KaggleError, match=r'pip install -e "\.\[kaggle\]"'):
+        flows.full.full_pipeline(params)
+    assert not out.exists()
+
+
+def test_submit_is_never_retried_but_downloads_are_on_transient_errors() -> None:
+    from prefect.states import Failed
+
+    from flows.steps import download_task, kaggle_submit_task
+
+    assert kaggle_submit_task.retries == 0  # not idempotent: a retry could submit twice
+    assert download_task.retries > 0
+    assert download_task.retry_condition_fn is not None
+    assert not download_task.retry_condition_fn(None, None, Failed(data=KaggleError("wrong competition")))
+    assert download_task.retry_condition_fn(None, None, Failed(data=ConnectionResetError()))
