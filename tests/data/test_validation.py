@@ -266,6 +266,7 @@ def test_image_linked_to_a_file_outside_public_fails(tiny_sample: Path, tmp_path
     assert "train.csv" in message and "row 4 (line 5)" in message and str(elsewhere) in message
 
 
+@pytest.mark.slow
 def test_image_linked_to_etc_passwd_fails(tiny_sample: Path, tmp_path: Path) -> None:
     link = link_image_to(tiny_sample, "test", 0, Path("/etc/passwd"))
     report = validate(tiny_sample, tmp_path)
@@ -301,6 +302,7 @@ def test_csv_or_info_json_linked_outside_public_fails(tiny_sample: Path, tmp_pat
     assert "info.json resolves to " + str(outside) in report.failures[0]
 
 
+@pytest.mark.slow
 def test_links_that_stay_inside_public_are_fine(tiny_sample: Path, tmp_path: Path) -> None:
     """A train image linked to a test image, a relative link, and public/ itself a link: all inside."""
     link_image_to(tiny_sample, "train", 3, image_path(tiny_sample, "test", 5))

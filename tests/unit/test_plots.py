@@ -73,6 +73,7 @@ def test_gallery_takes_mistakes_round_robin_over_true_classes() -> None:
     assert sorted(chosen["coarse"].tolist()) == [0, 1, 4, 4]
 
 
+@pytest.mark.slow
 def test_fifty_classes_give_a_heat_map(tmp_path: Path) -> None:
     names = [f"Family{i:02d}idae" for i in range(50)]
     rng = np.random.default_rng(0)
