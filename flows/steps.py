@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.caching import FingerprintPolicy, adopt_outputs
 from flows.result_records import PlainJSONSerializer
-from flows.retries import IO_RETRIES, TRAINING_RETRIES, is_first_attempt, retry_on_transient
+from flows.retries import IO_RETRIES, TRAINING_RETRIES, is_first_attempt
 from flows.validation_reuse import reuse_validated_report, validation_key
 from tasks.data.sample import ensure_sample
 from tasks.data.settings import SplitSettings
@@ -44,8 +44,6 @@ def step(fn: Callable[P, R], **options: Any) -> Task[P, R]:
     return task(**options)(fn)  # type: ignore[call-overload, no-any-return]
 
 
-# Feature steps read many files but mostly compute: retry only what a retry can fix.
-READ_RETRIES: dict[str, Any] = {**IO_RETRIES, "retry_condition_fn": retry_on_transient}
 #: Cached steps persist their results (paths, small dicts) as plain JSON, never a pickle.
 PERSISTED: dict[str, Any] = {"persist_result": True, "result_serializer": PlainJSONSerializer()}
 
@@ -59,14 +57,14 @@ download_task = step(download_competition, name="kaggle-download", **IO_RETRIES)
 pixel_features_task = step(
     pixel_features,
     name="pixel-features",
-    **READ_RETRIES,
+    **IO_RETRIES,  # feature steps read many files: retried on transient errors only
     cache_policy=FingerprintPolicy(),
     **PERSISTED,
 )
 embeddings_task = step(
     compute_embeddings,
     name="backbone-features",
-    **READ_RETRIES,
+    **IO_RETRIES,  # feature steps read many files: retried on transient errors only
     cache_policy=FingerprintPolicy(),
     **PERSISTED,
 )

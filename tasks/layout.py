@@ -223,13 +223,3 @@ class OutputDir:
         folder = RunFolder(self.runs / f"{stamp}-{secrets.token_hex(3)}")
         folder.root.mkdir(parents=True, exist_ok=False)
         return folder
-
-
-def output_dir_of(run_dir: Path) -> OutputDir:
-    """The output directory a run folder belongs to (``<output-dir>/runs/<id>``)."""
-    return OutputDir(Path(run_dir).resolve().parent.parent)
-
-
-def new_run_dir(output_dir: Path) -> Path:
-    """Create a new run folder under ``output_dir`` and return its path."""
-    return OutputDir(output_dir).new_run().root

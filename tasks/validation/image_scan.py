@@ -50,22 +50,6 @@ from tasks.validation.settings import DEFAULT_MAX_PIXELS
 
 #: Bump when what a scan records changes, so old cache entries are never reused.
 SCAN_VERSION = 1
-#: Columns of the scan table, in order.
-SCAN_COLUMNS: tuple[str, ...] = (
-    "split",
-    "filename",
-    "path",
-    "exists",
-    "size_bytes",
-    "decodes",
-    "error",
-    "format",
-    "mode",
-    "channels",
-    "width",
-    "height",
-    "cached",
-)
 #: Columns of the input list (one row per referenced file).
 LIST_COLUMNS: tuple[str, ...] = ("split", "filename", "path")
 _RESULT_KEYS: tuple[str, ...] = (
@@ -79,6 +63,8 @@ _RESULT_KEYS: tuple[str, ...] = (
     "width",
     "height",
 )
+#: Columns of the scan table, in order: the input list, what the scan found, whether it came from the cache.
+SCAN_COLUMNS: tuple[str, ...] = (*LIST_COLUMNS, *_RESULT_KEYS, "cached")
 
 ExecutorKind = Literal["thread", "process"]
 

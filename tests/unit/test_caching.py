@@ -25,7 +25,7 @@ from flows.caching import (
 )
 from flows.validate import validate_dataset
 from flows.validation_reuse import remember_validation, reuse_validation, validation_key
-from tasks.layout import OutputDir, new_run_dir
+from tasks.layout import OutputDir
 from tasks.validation.report import ValidationReport
 from tasks.validation.settings import ValidationSettings
 
@@ -195,12 +195,12 @@ def test_code_fingerprint_of_a_callable_is_its_modules_closure() -> None:
 def test_validation_is_reused_only_for_identical_data(tiny_sample: Path, tmp_path: Path, prefect_server: None) -> None:
     settings = ValidationSettings()
     cache = tmp_path / "cache"
-    first_run = new_run_dir(tmp_path / "out")
+    first_run = OutputDir(tmp_path / "out").new_run().root
     key = validation_key(tiny_sample, settings)
     report = validate_dataset(tiny_sample, first_run, settings, OutputDir(tmp_path).image_scan_cache)
     remember_validation(report, cache, key)
 
-    second_run = new_run_dir(tmp_path / "out")
+    second_run = OutputDir(tmp_path / "out").new_run().root
     reused = reuse_validation(cache, validation_key(tiny_sample, settings), second_run, ValidationReport)
     assert isinstance(reused, ValidationReport) and reused.passed
     assert reused.samples_path == str(second_run / "validation" / "samples.csv")
