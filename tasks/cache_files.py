@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks.io import exclusive_lock
 from tasks.logs import get_logger
 
 #: Root attribute of a sealed ``.weights.h5`` file: sha256 over its datasets (names, dtypes, shapes, bytes).
@@ -71,19 +72,8 @@ def discard(path: Path, reason: str, *companions: Path) -> None:
 def cache_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``<path>.lock`` while a damaged cache file is rebuilt, so two
     readers (threads or processes) that find the same damage rebuild it once, not race."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: rebuilds may overlap, each one atomic
+    with exclusive_lock(Path(path).with_name(Path(path).name + ".lock")):
         yield
-        return
-    lock = Path(path).with_name(Path(path).name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --- arrays ----------------------------------------------------------------------------------

@@ -177,3 +177,25 @@ def fingerprint_text(*parts: str) -> str:
         digest.update(part.encode())
         digest.update(b"\x00")
     return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_file: Path) -> Iterator[None]:
+    """Block until this process holds an exclusive ``flock`` on ``lock_file`` (created if absent).
+
+    The kernel frees it when the holder dies, so there is no stale lock to clear. Where ``flock``
+    does not exist (Windows) it does nothing: callers' writes stay atomic, only not serialised.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    lock_file = Path(lock_file)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

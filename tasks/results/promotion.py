@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.io import atomic_write, atomic_write_json
+from tasks.io import atomic_write, atomic_write_json, exclusive_lock
 from tasks.layout import OutputDir, RunFolder
 from tasks.logs import get_logger
 from tasks.results.registry import (
@@ -393,16 +393,5 @@ def champion_lock(output_dir: Path) -> Iterator[None]:
 
     POSIX ``flock``; where it does not exist (Windows) promotions are not serialised.
     """
-    output = OutputDir(output_dir)
-    output.root.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
+    with exclusive_lock(OutputDir(output_dir).champion_lock):
         yield
-        return
-    with open(output.champion_lock, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
