@@ -1,8 +1,14 @@
-"""Accelerator set-up: the same code runs on CPU and on GPUs, with no change for the user.
+"""Accelerator set-up: the same code runs on CPU and GPUs, on the TensorFlow or the JAX backend.
 
-On GPUs: mixed precision (float16 compute, float32 variables and outputs), XLA compilation, and
-`tf.distribute.MirroredStrategy` over every visible GPU. On CPU all three are off on purpose:
-measured here, XLA made MobileNetV2 ~12x slower and bfloat16 ~1.4x slower (DESIGN §9).
+Precision: ``auto`` picks ``mixed_bfloat16`` on GPUs that compute in bf16 natively (compute
+capability 8.0 and up: A100, H100, H200), ``mixed_float16`` on older GPUs and ``float32`` on CPU.
+Measured here, bf16 made TensorFlow on CPU ~1.4x slower (DESIGN §9).
+
+Compilation: JAX always jit-compiles (un-jitted JAX ran 4.6x slower on this CPU, DESIGN §8).
+TensorFlow uses XLA on GPUs only: on CPU it made MobileNetV2 ~12x slower (DESIGN §9); on GPUs
+it is Keras' own default and has not been measured against plain TF here.
+
+Several GPUs: `keras.distribution.DataParallel` on JAX, `tf.distribute.MirroredStrategy` on TF.
 """
 
 from __future__ import annotations
@@ -13,51 +19,78 @@ from typing import Any
 
 import keras
 
+from tasks.models.settings import Precision
+
+#: Lowest CUDA compute capability whose tensor cores do bf16 (Ampere).
+BF16_MIN_CAPABILITY = 8.0
+
 
 @dataclass(frozen=True)
 class DevicePlan:
-    """What the training code should use on this machine."""
+    """What the training code uses on this machine."""
 
+    backend: str
     n_gpus: int
-    mixed_precision: bool
+    precision: str  # a Keras dtype policy name
     jit_compile: bool
 
     @property
     def description(self) -> str:
-        if not self.n_gpus:
-            return "CPU (no mixed precision, no XLA)"
-        return f"{self.n_gpus} GPU(s), mixed precision={self.mixed_precision}, XLA={self.jit_compile}"
+        where = f"{self.n_gpus} GPU(s)" if self.n_gpus else "CPU"
+        return f"{where} on {self.backend}, precision {self.precision}, jit/XLA {'on' if self.jit_compile else 'off'}"
 
 
-def count_gpus() -> int:
-    """Visible GPUs for the active Keras backend."""
+def gpu_capabilities() -> list[float]:
+    """CUDA compute capability of each visible GPU for the active backend (0.0 when unknown)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return len(tf.config.list_physical_devices("GPU"))
+        gpus = tf.config.list_physical_devices("GPU")
+        details = [tf.config.experimental.get_device_details(g).get("compute_capability") for g in gpus]
+        return [float(".".join(map(str, cc))) if cc else 0.0 for cc in details]
     if backend == "jax":
         import jax
 
-        return len([d for d in jax.devices() if d.platform == "gpu"])
-    return 0
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        return [float(getattr(d, "compute_capability", 0.0) or 0.0) for d in gpus]
+    return []
 
 
-def plan_devices(mixed_precision: bool | None = None, jit_compile: bool | None = None) -> DevicePlan:
-    """Decide, and apply, the precision policy; None means 'on for GPUs, off for CPU'."""
-    gpus = count_gpus()
+def choose_precision(requested: Precision, capabilities: list[float]) -> str:
+    """The dtype policy for ``requested`` on GPUs of these capabilities (none: CPU)."""
+    if requested != "auto":
+        return requested
+    if not capabilities:
+        return "float32"
+    return "mixed_bfloat16" if min(capabilities) >= BF16_MIN_CAPABILITY else "mixed_float16"
+
+
+def choose_jit(backend: str, n_gpus: int) -> bool:
+    """jit for JAX everywhere; XLA for TensorFlow on GPUs only (see the module docstring)."""
+    return backend == "jax" or (backend == "tensorflow" and n_gpus > 0)
+
+
+def plan_devices(precision: Precision = "auto", jit_compile: bool | None = None) -> DevicePlan:
+    """Decide, and apply, the precision policy and (JAX, several GPUs) the data-parallel layout."""
+    backend = keras.backend.backend()
+    capabilities = gpu_capabilities()
     plan = DevicePlan(
-        n_gpus=gpus,
-        mixed_precision=bool(gpus) if mixed_precision is None else mixed_precision,
-        jit_compile=bool(gpus) if jit_compile is None else jit_compile,
+        backend=backend,
+        n_gpus=len(capabilities),
+        precision=choose_precision(precision, capabilities),
+        jit_compile=choose_jit(backend, len(capabilities)) if jit_compile is None else jit_compile,
     )
-    keras.mixed_precision.set_global_policy("mixed_float16" if plan.mixed_precision else "float32")
+    keras.mixed_precision.set_global_policy(plan.precision)
+    if backend == "jax" and plan.n_gpus > 1:
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
     return plan
 
 
 def distribution_scope(plan: DevicePlan) -> Any:
-    """A MirroredStrategy scope over all GPUs with the TensorFlow backend, else a no-op."""
-    if plan.n_gpus > 1 and keras.backend.backend() == "tensorflow":
+    """A MirroredStrategy scope over all GPUs with the TensorFlow backend, else a no-op (JAX's
+    data parallelism is global, set by `plan_devices`)."""
+    if plan.n_gpus > 1 and plan.backend == "tensorflow":
         import tensorflow as tf
 
         return tf.distribute.MirroredStrategy().scope()

@@ -67,10 +67,10 @@ def extract_features(
     model, paths: list[str], ok: np.ndarray, spec: EmbeddingSpec, augment: bool, seed: int
 ) -> np.ndarray:  # noqa: ANN001
     """Run ``model`` over the images in order; float16 on disk is plenty for features."""
-    from tasks.models.images import make_image_dataset
+    from tasks.models.images import iter_batches, make_image_dataset
 
     data = make_image_dataset(paths, None, spec.image_size, spec.batch_size, ok=ok, augment=augment, seed=seed)
-    batches = [np.asarray(model.predict_on_batch(batch)) for batch in data]
+    batches = [np.asarray(model.predict_on_batch(batch)) for batch in iter_batches(data)]
     width = model.output_shape[1:]
     return np.concatenate(batches).astype(np.float16) if batches else np.zeros((0, *width), np.float16)
 

@@ -1,116 +1,29 @@
-"""The tf.data input pipeline: file paths -> decoded, resized RGB batches in [0, 255].
+"""The input path: file paths -> batches of decoded, resized RGB images in [0, 255].
 
-Decoding runs in parallel with a fixed number of calls. tf.data's autotuner is switched off on
-purpose: on this kind of 2-core machine it sometimes settled on one core and ran at half speed
-(DESIGN §9). Memory stays flat whatever the dataset size: only a few batches are in flight, and
-the optional cache of resized images lives on disk (checked before each use, see
-`check_image_cache`). Augmentation is for the train role only.
+Two implementations behind one function, chosen by the Keras backend: tf.data when TensorFlow
+is the backend (measured and fast on CPU, DESIGN §9: `tasks.models.images_tf`), and a
+`keras.utils.PyDataset` with PIL/numpy decoding otherwise (`tasks.models.images_py`), so the
+JAX route needs no TensorFlow at all (DESIGN §8). Both have the same resize semantics and the same
+augmentation; the decoded-image disk cache (``cache_file``) exists on the tf.data path only.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, Literal
 
+import keras
 import numpy as np
-import tensorflow as tf
+
+Loader = Literal["auto", "tf", "py"]
 
 
-def parallel_calls() -> int:
-    """Decode workers: every core (tf.data threads release the GIL)."""
-    return max(os.cpu_count() or 1, 1)
-
-
-def jpeg_scale_index(raw: tf.Tensor, size: int) -> tf.Tensor:
-    """Index into JPEG DCT downscales (1, 2, 4, 8): the largest that keeps the short side >= size.
-
-    Decoding at 1/2..1/8 resolution is nearly free speed for photos much larger than the model input.
-    """
-    shape = tf.image.extract_jpeg_shape(raw)
-    short = tf.minimum(shape[0], shape[1])
-    index = tf.constant(0)
-    for i, ratio in enumerate((2, 4, 8), start=1):
-        index = tf.where(short // ratio >= size, i, index)
-    return index
-
-
-def decode_rgb(raw: tf.Tensor, size: int) -> tf.Tensor:
-    """Any JPEG/PNG/GIF/BMP (gray, RGB, RGBA, CMYK) to float32 RGB ``size x size`` in [0, 255]."""
-
-    def decode_jpeg() -> tf.Tensor:
-        # decode_jpeg takes only a Python int ratio, so branch over the four allowed values.
-        branches = [lambda r=r: tf.io.decode_jpeg(raw, channels=3, ratio=r) for r in (1, 2, 4, 8)]
-        return tf.switch_case(jpeg_scale_index(raw, size), branches)
-
-    def decode_other() -> tf.Tensor:
-        return tf.io.decode_image(raw, channels=3, expand_animations=False, dtype=tf.uint8)
-
-    image = tf.cond(tf.io.is_jpeg(raw), decode_jpeg, decode_other)
-    return tf.ensure_shape(resize_smooth(image, size), [size, size, 3])
-
-
-def resize_smooth(image: tf.Tensor, size: int) -> tf.Tensor:
-    """Area averaging when shrinking (no aliasing, ~2x faster than antialiased bilinear here),
-    bilinear when enlarging (area would look like nearest-neighbour)."""
-    shape = tf.shape(image)
-    shrinking = tf.minimum(shape[0], shape[1]) >= size
-    return tf.cond(
-        shrinking,
-        lambda: tf.image.resize(image, [size, size], method="area"),
-        lambda: tf.image.resize(image, [size, size], method="bilinear"),
-    )
-
-
-def load_image(path: tf.Tensor, ok: tf.Tensor, size: int) -> tf.Tensor:
-    """Decode one file, or a mid-gray image for a file validation flagged as unreadable
-    (test images still need a prediction row; training rows like that were already dropped)."""
-    return tf.cond(
-        ok,
-        lambda: decode_rgb(tf.io.read_file(path), size),
-        lambda: tf.fill([size, size, 3], 127.5),
-    )
-
-
-def build_augmenter(seed: int) -> tf.keras.Sequential:
-    """Flip, small rotation, zoom and contrast: what a photo of an animal or plant can undergo."""
-    import keras
-
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seed + 1),
-            keras.layers.RandomZoom((-0.15, 0.05), fill_mode="reflect", seed=seed + 2),
-            keras.layers.RandomContrast(0.15, seed=seed + 3),
-        ],
-        name="augment",
-    )
-
-
-def image_cache_files(cache_file: Path) -> list[Path]:
-    """The files TensorFlow writes for the cache named ``cache_file`` (index, data shards, locks)."""
-    folder, name = Path(cache_file).parent, Path(cache_file).name
-    return sorted({*folder.glob(f"{name}.*"), *folder.glob(f"{name}_*")})
-
-
-def check_image_cache(cache_file: Path, n: int, size: int) -> None:
-    """Read a completed decoded-image cache once before it is used: TensorFlow verifies each
-    image's checksum as it reads, and it must hold exactly ``n`` images of ``size``. A damaged
-    cache (truncated or garbled index or data) would otherwise stop training mid-epoch with a
-    ``DataLossError``; it is deleted with one warning and written again by the first epoch."""
-    from tasks.cache_files import describe, discard
-
-    index = Path(f"{cache_file}.index")
-    if not index.is_file():
-        return  # none yet (or an unfinished one, which TensorFlow rewrites)
-    probe = tf.data.Dataset.from_tensor_slices(np.zeros((0, size, size, 3), np.uint8)).cache(str(cache_file))
-    try:
-        count = int(probe.reduce(np.int64(0), lambda total, _: total + 1))
-        reason = None if count == n else f"holds {count} images, expected {n}"
-    except (tf.errors.OpError, ValueError) as err:  # DataLossError, InternalError, ...
-        reason = describe(err)
-    if reason is not None:
-        discard(index, reason, *[p for p in image_cache_files(cache_file) if p != index])
+def resolve_loader(loader: Loader = "auto") -> Literal["tf", "py"]:
+    """``auto``: tf.data on the TensorFlow backend, the PyDataset everywhere else."""
+    if loader != "auto":
+        return loader
+    return "tf" if keras.backend.backend() == "tensorflow" else "py"
 
 
 def make_image_dataset(
@@ -124,43 +37,35 @@ def make_image_dataset(
     shuffle: bool = False,
     seed: int = 0,
     cache_file: Path | None = None,
-) -> tf.data.Dataset:
-    """Batches of (images, labels), or images alone when ``labels`` is None.
+    loader: Loader = "auto",
+) -> Any:
+    """Batches of (images, labels), or images alone when ``labels`` is None: a ``tf.data.Dataset``
+    or an `images_py.ImageBatches`; either goes straight into ``fit``/``predict`` and `iter_batches`.
 
-    ``cache_file`` keeps the decoded, resized images on disk after the first pass, so later
-    epochs skip JPEG decoding; augmentation is applied after the cache, so it stays random.
+    ``cache_file`` (tf.data only) keeps the decoded, resized images on disk after the first pass.
     """
-    n = len(paths)
-    flags = np.ones(n, bool) if ok is None else np.asarray(ok, bool)
-    calls = parallel_calls()
-    if flags.all():  # the common case; the per-row tf.cond of `load_image` costs ~25% throughput
-        data = tf.data.Dataset.from_tensor_slices(np.asarray(paths, str))
-        data = data.map(lambda p: decode_rgb(tf.io.read_file(p), size), num_parallel_calls=calls, deterministic=True)
-    else:
-        data = tf.data.Dataset.from_tensor_slices((np.asarray(paths, str), flags))
-        data = data.map(lambda p, k: load_image(p, k, size), num_parallel_calls=calls, deterministic=True)
+    if resolve_loader(loader) == "tf":
+        from tasks.models.images_tf import make_image_dataset as tf_dataset
+
+        return tf_dataset(
+            paths, labels, size, batch_size, ok=ok, augment=augment, shuffle=shuffle, seed=seed, cache_file=cache_file
+        )
+    from tasks.models.images_py import ImageBatches
+
     if cache_file is not None:
-        # Cached as uint8 (4x smaller on disk than float32; rounding moves a pixel by <= 0.5).
-        Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
-        # A run killed mid-epoch leaves a lockfile that would make TensorFlow refuse the cache on
-        # the rerun (one pipeline per cache file here, so a lockfile at start is always stale).
-        for stale in Path(cache_file).parent.glob(f"{Path(cache_file).name}*.lockfile"):
-            stale.unlink(missing_ok=True)
-        check_image_cache(Path(cache_file), n, size)
-        data = data.map(lambda x: tf.cast(tf.round(x), tf.uint8)).cache(str(cache_file))
-        data = data.map(lambda x: tf.cast(x, tf.float32))
-    if labels is not None:
-        data = tf.data.Dataset.zip((data, tf.data.Dataset.from_tensor_slices(np.asarray(labels, np.int32))))
-    if shuffle:
-        data = data.shuffle(min(n, 4096), seed=seed, reshuffle_each_iteration=True)
-    data = data.batch(batch_size)
-    if augment:
-        augmenter = build_augmenter(seed)
-        if labels is not None:
-            data = data.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=calls)
-        else:
-            data = data.map(lambda x: augmenter(x, training=True), num_parallel_calls=calls)
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    options.deterministic = not augment
-    return data.prefetch(2).with_options(options)
+        from tasks.logs import get_logger
+
+        get_logger().warning("The decoded-image cache exists on the tf.data path only; decoding every epoch instead")
+    return ImageBatches(paths, labels, size, batch_size, ok=ok, augment=augment, shuffle=shuffle, seed=seed)
+
+
+def iter_batches(data: Any) -> Iterator[Any]:
+    """The batches of a dataset from `make_image_dataset` in order, as numpy arrays."""
+    from tasks.models.images_py import ImageBatches
+    from tasks.models.images_py import iter_batches as py_batches
+
+    if isinstance(data, ImageBatches):
+        yield from py_batches(data)
+        return
+    for batch in data:
+        yield tuple(np.asarray(part) for part in batch) if isinstance(batch, tuple) else np.asarray(batch)

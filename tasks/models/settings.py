@@ -15,6 +15,7 @@ HeadKind = Literal["gap", "flatten-dense"]
 Backbone = Literal["efficientnet_lite0", "mobilenetv2", "efficientnetv2s"]
 PixelModel = Literal["random_forest", "svm"]
 EmbeddingModel = Literal["logreg", "random_forest", "svm"]
+Precision = Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
 
 #: Default square input size per backbone. Kept here, free of Keras, so that a flow can key its
 #: caches without importing TensorFlow; `tasks.models.backbones` reads its specs' sizes from it.
@@ -106,6 +107,11 @@ class TransferSettings(BaseModel):
         2, ge=0, description="Stage 2 unfreezes this many top backbone blocks (BatchNorm stays frozen)."
     )
     val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of the TRAIN split used for early stopping.")
+    precision: Precision = Field(
+        "auto",
+        description="Compute precision: auto = mixed_bfloat16 on GPUs with bf16 (compute capability >= 8.0), "
+        "mixed_float16 on older GPUs, float32 on CPU.",
+    )
     image_cache: bool = Field(
         False, description="Stage 2: keep decoded, resized training images on disk (uint8) after the first epoch."
     )

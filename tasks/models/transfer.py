@@ -123,9 +123,10 @@ def fit_head(
     y_val: np.ndarray,
     settings: TransferSettings,
     class_weight: dict[int, float] | None,
+    jit_compile: bool = False,
 ) -> list[dict[str, float]]:
     """Stage 1: train the head on cached features; returns per-epoch history rows."""
-    compile_for_training(head, settings.stage1_optimizer, settings.stage1_lr)
+    compile_for_training(head, settings.stage1_optimizer, settings.stage1_lr, jit_compile)
     stopper = MacroF1EarlyStopping(
         lambda: head.predict(x_val, verbose=0, batch_size=256), y_val, settings.stage1_patience
     )
@@ -226,10 +227,11 @@ def image_dataset_for(
     seed: int = 0,
     cache_dir: Path | None = None,
 ) -> Any:
-    """tf.data batches for some table rows (labels when ``target`` is given).
+    """Image batches for some table rows (labels when ``target`` is given), from the input path
+    of the active backend (`tasks.models.images`).
 
     With ``settings.image_cache`` and a ``cache_dir``, decoded images are kept on disk under a
-    name derived from the rows and size, so later epochs skip JPEG decoding.
+    name derived from the rows and size, so later epochs skip JPEG decoding (tf.data only).
     """
     from tasks.data.dataset import image_ok_flags
     from tasks.models.images import make_image_dataset
@@ -336,7 +338,7 @@ def train_transfer(
     # before this step seeds, so that training then runs exactly as after a cold features step.
     emb = load_embeddings(embeddings_path, table_path, EmbeddingSpec.of(settings, split.seed))
     keras.utils.set_random_seed(split.seed)
-    devices = plan_devices()
+    devices = plan_devices(settings.precision)
     logger.info("Training on %s", devices.description)
     table = read_table(table_path)
     size = settings.input_size()
@@ -349,7 +351,7 @@ def train_transfer(
     outputs: dict[str, str] = {}
     with distribution_scope(devices):
         head = build_head(x_fit.shape[1:], n_classes, settings.head, settings.dropout, settings.dense_units)
-        history = fit_head(head, x_fit, y_fit, x_val, y_val, settings, plan_rows.class_weight)
+        history = fit_head(head, x_fit, y_fit, x_val, y_val, settings, plan_rows.class_weight, devices.jit_compile)
         logger.info(
             "Stage 1: %d epochs, best validation-slice macro-F1 %.3f",
             len(history),

@@ -8,11 +8,12 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from tasks.data.sample import ensure_sample, generate_sample
+from tasks.data.sample import GENERATOR_VERSION, STAMP_NAME, ensure_sample, generate_sample, render_image
 from tasks.data.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
 from tests.helpers import TINY
 
@@ -89,3 +90,28 @@ def test_ensure_sample_reuses_and_refuses_foreign_folders(tmp_path: Path) -> Non
         ensure_sample(foreign, spec)
     assert (foreign / "precious.txt").read_text() == "keep"
     assert re.fullmatch(r"[0-9a-f]{40}\.jpg", pd.read_csv(first / "public" / "val.csv")["filename"][0])
+
+
+def test_ensure_sample_rebuilds_a_sample_of_another_generator(tmp_path: Path) -> None:
+    """A sample drawn by an older generator (same settings) is rebuilt, not reused."""
+    spec = replace(TINY, per_family=3, test_per_family=1)
+    folder = ensure_sample(tmp_path / "s", spec)
+    stamp = folder / STAMP_NAME
+    current = json.loads(stamp.read_text())
+    assert current["generator"] == GENERATOR_VERSION
+    old = {key: value for key, value in current.items() if key != "generator"}  # what version 1 wrote
+    stamp.write_text(json.dumps(old))
+    (folder / "public" / "train.csv").write_text("stale")
+    assert ensure_sample(tmp_path / "s", spec) == folder
+    assert json.loads(stamp.read_text()) == current
+    assert (folder / "public" / "train.csv").read_text().startswith("filename,fine,coarse")
+
+
+def test_nothing_but_the_subject_depends_on_the_label(tmp_path: Path) -> None:
+    """Size, aspect ratio, colour mode and JPEG quality are drawn independently of the family:
+    the same draws for two families give images of the same size whose pixels differ."""
+    spec = replace(TINY, per_family=3, test_per_family=1)
+    a = render_image(0, np.random.default_rng(5), spec)
+    b = render_image(len(FINE_NAMES) - 1, np.random.default_rng(5), spec)
+    assert a.size == b.size
+    assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() > 0

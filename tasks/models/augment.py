@@ -1,0 +1,29 @@
+"""What both input paths share: the train-time augmentation and the number of decode workers.
+
+The augmenter is made of Keras preprocessing layers, which run on every backend, so the tf.data
+path (`tasks.models.images_tf`) and the PyDataset path (`tasks.models.images_py`) augment the same way.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+
+def parallel_calls() -> int:
+    """Decode workers: every core (tf.data threads and PIL's decoder both release the GIL)."""
+    return max(os.cpu_count() or 1, 1)
+
+
+def build_augmenter(seed: int) -> keras.Sequential:
+    """Flip, small rotation, zoom and contrast: what a photo of an animal or plant can undergo."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seed + 1),
+            keras.layers.RandomZoom((-0.15, 0.05), fill_mode="reflect", seed=seed + 2),
+            keras.layers.RandomContrast(0.15, seed=seed + 3),
+        ],
+        name="augment",
+    )
