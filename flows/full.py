@@ -44,6 +44,7 @@ from flows.validate import validate_dataset
 from flows.validation_reuse import remember_validation
 from flows.watchdog import start_watchdog
 from tasks.data.dataset import check_data_dir, check_output_outside, data_fingerprint, read_classes_json
+from tasks.data.splitting import read_table
 from tasks.kaggle import require_kaggle
 from tasks.layout import OutputDir, RunFolder
 from tasks.lock import OutputDirBusy, ensure_free, output_dir_lock
@@ -51,6 +52,7 @@ from tasks.models.embeddings import EmbeddingSpec
 from tasks.models.settings import BaselineSettings
 from tasks.results.evaluation import format_comparison
 from tasks.results.promotion import reconcile_champion
+from tasks.results.provenance import describe_run, provenance_lines
 from tasks.validation.report import ValidationReport
 from tasks.validation.settings import ValidationSettings
 
@@ -121,7 +123,12 @@ def run_stages(params: PipelineParams) -> dict[str, Any]:
     )
     plots = plots_task(run.root)
     decision = gate_task(run.root, output.root, data_fingerprint(data_dir), params.gate)
-    artifacts_task(run.root, plots, {"decision": decision, "submission": submission, "data_docs": report.docs_index})
+    provenance = describe_run(read_table(table), run, data_dir, params.data.data_dir is None, key_settings(params))
+    artifacts_task(
+        run.root,
+        plots,
+        {"decision": decision, "submission": submission, "data_docs": report.docs_index, "provenance": provenance},
+    )
     kaggle = params.kaggle
     if kaggle.submit:
         kaggle_submit_task(
@@ -136,7 +143,21 @@ def run_stages(params: PipelineParams) -> dict[str, Any]:
         "validation_warnings": len(report.warnings),
         "champion_decision": decision.to_dict(),
         "plots": {k: str(v) for k, v in plots.items()},
+        "provenance": provenance,
     }
+
+
+def key_settings(params: PipelineParams) -> dict[str, Any]:
+    """The settings that decide the scores, for the report's provenance lines."""
+    split, transfer = params.split, params.transfer.resolved()
+    settings: dict[str, Any] = {"target": split.target, "seed": split.seed, "resampling": split.resampling}
+    if transfer.enabled:
+        settings |= {
+            "backbone": f"{transfer.backbone} at {transfer.input_size()} px",
+            "stage 1": transfer.stage1,
+            "stage-2 epochs": transfer.stage2_epochs,
+        }
+    return settings
 
 
 @dataclass
@@ -229,6 +250,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(
         [
             format_comparison(summary["comparison"]),
+            "",
+            *provenance_lines(summary["provenance"]),
             "",
             f"Run folder:  {summary['run_dir']}",
             f"Metrics:     {summary['metrics_path']}",

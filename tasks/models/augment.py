@@ -17,13 +17,17 @@ def parallel_calls() -> int:
 
 
 def build_augmenter(seed: int) -> keras.Sequential:
-    """Flip, small rotation, zoom and contrast: what a photo of an animal or plant can undergo."""
+    """What a photo of an animal or plant can undergo: a random resized crop (zoom in by up to 30%
+    and shift by up to 10%), a horizontal flip, a small rotation, and a little colour jitter
+    (brightness, contrast). Inputs and outputs are RGB in [0, 255]."""
     return keras.Sequential(
         [
             keras.layers.RandomFlip("horizontal", seed=seed),
             keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seed + 1),
-            keras.layers.RandomZoom((-0.15, 0.05), fill_mode="reflect", seed=seed + 2),
-            keras.layers.RandomContrast(0.15, seed=seed + 3),
+            keras.layers.RandomZoom((-0.3, 0.0), fill_mode="reflect", seed=seed + 2),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
+            keras.layers.RandomBrightness(0.1, value_range=(0, 255), seed=seed + 4),
+            keras.layers.RandomContrast(0.15, seed=seed + 5),
         ],
         name="augment",
     )

@@ -93,6 +93,13 @@ class TransferSettings(BaseModel):
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the classifier.")
     batch_size: int = Field(32, ge=1, description="Images per batch.")
     views: int = Field(0, ge=0, le=10, description="Extra augmented views of each training image for stage 1.")
+    stage1: Literal["probe", "train"] = Field(
+        "probe",
+        description="Stage 1 head: probe = the logistic-regression probe fitted to convergence and folded into the "
+        "Dense layer (LP-FT); train = Adam with early stopping on the validation slice (the flatten-dense head "
+        "always trains).",
+    )
+    stage1_c: float = Field(1.0, gt=0, description="Stage 1 probe: inverse L2 strength on standardised features.")
     stage1_epochs: int = Field(60, ge=1, description="Stage 1 (frozen backbone, cached features) epoch limit.")
     stage1_optimizer: Literal["adam", "rmsprop", "sgd"] = Field("adam", description="Stage 1 optimizer.")
     stage1_lr: float = Field(3e-3, gt=0, description="Stage 1 learning rate.")
@@ -103,6 +110,10 @@ class TransferSettings(BaseModel):
     stage2_optimizer: Literal["adam", "rmsprop", "sgd"] = Field("adam", description="Stage 2 optimizer.")
     stage2_lr: float = Field(1e-5, gt=0, description="Stage 2 learning rate.")
     stage2_patience: int = Field(2, ge=1, description="Stage 2 early-stopping patience.")
+    stage2_schedule: Literal["warmup-cosine", "constant"] = Field(
+        "warmup-cosine", description="Stage 2 learning rate: linear warm-up then cosine decay, or constant."
+    )
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="Stage 2 label smoothing.")
     unfreeze_blocks: int = Field(
         2, ge=0, description="Stage 2 unfreezes this many top backbone blocks (BatchNorm stays frozen)."
     )
@@ -150,8 +161,11 @@ def seed_faithful_preset(settings: TransferSettings) -> TransferSettings:
             stage1_lr=1e-5,
             stage1_epochs=10,
             stage1_patience=10,
+            stage1="train",
             stage2_optimizer="rmsprop",
             stage2_lr=1e-6,
+            stage2_schedule="constant",
+            label_smoothing=0.0,
             unfreeze_blocks=10_000,
         )
     )

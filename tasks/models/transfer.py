@@ -14,135 +14,28 @@ The model itself is plain Keras 3 (no ``tf.*``), so it also runs on the JAX back
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
-from sklearn.metrics import f1_score
 
 from tasks.data.settings import SplitSettings
 from tasks.io import atomic_write_json, fingerprint_text
 from tasks.layout import RunFolder
 from tasks.models.checkpoints import EpochCheckpoint, checkpoint_key, resume_state, write_state
-from tasks.models.settings import HeadKind, TransferSettings
-
-
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """Adam, RMSprop or SGD (momentum 0.9) by name."""
-    options: dict[str, Callable[[], keras.optimizers.Optimizer]] = {
-        "adam": lambda: keras.optimizers.Adam(learning_rate),
-        "rmsprop": lambda: keras.optimizers.RMSprop(learning_rate),
-        "sgd": lambda: keras.optimizers.SGD(learning_rate, momentum=0.9),
-    }
-    if name not in options:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(options)}")
-    return options[name]()
-
-
-def build_head(
-    feature_shape: tuple[int, ...], n_classes: int, kind: HeadKind, dropout: float, dense_units: int
-) -> keras.Model:
-    """The new classifier: softmax probabilities (so losses use from_logits=False: the original
-    project paired a softmax output with from_logits=True). The last layer computes in float32
-    so mixed precision cannot overflow the softmax."""
-    inputs = keras.Input(shape=feature_shape, name="features")
-    x = inputs
-    if kind == "flatten-dense":
-        x = keras.layers.Flatten()(x)
-        x = keras.layers.Dense(dense_units, activation="relu", name="head_dense")(x)
-    elif len(feature_shape) == 3:
-        x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="head_probs")(x)
-    return keras.Model(inputs, outputs, name="head")
-
-
-def compile_for_training(model: keras.Model, optimizer: str, learning_rate: float, jit_compile: bool = False) -> None:
-    """Sparse categorical cross-entropy on softmax probabilities, accuracy as a cheap metric."""
-    model.compile(
-        optimizer=make_optimizer(optimizer, learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=False),
-        metrics=["accuracy"],
-        jit_compile=jit_compile,
-    )
-
-
-def macro_f1(y_true: np.ndarray, probs: np.ndarray) -> float:
-    """Macro-F1 over the classes present in ``y_true``."""
-    labels = np.unique(y_true)
-    return float(f1_score(y_true, probs.argmax(axis=1), labels=labels, average="macro", zero_division=0))
-
-
-class MacroF1EarlyStopping(keras.callbacks.Callback):
-    """Early stopping on the validation slice's macro-F1 (accuracy would favour big classes).
-
-    Adds ``val_macro_f1`` to the epoch logs, keeps the best weights in memory and restores them
-    when training ends. ``best``/``best_epoch``/``wait`` can be preset to resume a run.
-    """
-
-    def __init__(self, predict: Callable[[], np.ndarray], y_val: np.ndarray, patience: int) -> None:
-        super().__init__()
-        self.predict, self.y_val, self.patience = predict, np.asarray(y_val, int), patience
-        self.best, self.best_epoch, self.wait = -1.0, -1, 0
-        self.best_weights: list[np.ndarray] | None = None
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        score = macro_f1(self.y_val, self.predict())
-        if logs is not None:
-            logs["val_macro_f1"] = score
-        if score > self.best:
-            self.best, self.best_epoch, self.wait = score, epoch, 0
-            self.best_weights = self.model.get_weights()
-        else:
-            self.wait += 1
-            if self.wait >= self.patience:
-                self.model.stop_training = True
-
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
-
-
-def history_rows(history: keras.callbacks.History, stage: int, offset: int = 0) -> list[dict[str, float]]:
-    """Per-epoch loss/accuracy/macro-F1 as JSON rows (for the training-curve plots)."""
-    keys = list(history.history)
-    n = len(history.history[keys[0]]) if keys else 0
-    return [
-        {"stage": stage, "epoch": offset + i + 1, **{k: float(history.history[k][i]) for k in keys}} for i in range(n)
-    ]
-
-
-def fit_head(
-    head: keras.Model,
-    x_fit: np.ndarray,
-    y_fit: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    settings: TransferSettings,
-    class_weight: dict[int, float] | None,
-    jit_compile: bool = False,
-) -> list[dict[str, float]]:
-    """Stage 1: train the head on cached features; returns per-epoch history rows."""
-    compile_for_training(head, settings.stage1_optimizer, settings.stage1_lr, jit_compile)
-    stopper = MacroF1EarlyStopping(
-        lambda: head.predict(x_val, verbose=0, batch_size=256), y_val, settings.stage1_patience
-    )
-    progress = ProgressCallback(progress_reporter(1), 1, settings.stage1_epochs)
-    history = head.fit(
-        x_fit,
-        y_fit,
-        batch_size=settings.batch_size,
-        epochs=settings.stage1_epochs,
-        shuffle=True,
-        class_weight=class_weight,
-        callbacks=[stopper, progress],
-        verbose=0,
-    )
-    progress.reporter.finish(f"stage 1 done after {len(history.epoch)} epochs")
-    return history_rows(history, stage=1)
+from tasks.models.settings import TransferSettings
+from tasks.models.training import (
+    MacroF1EarlyStopping,
+    ProgressCallback,
+    build_head,
+    compile_for_training,
+    fit_head,
+    macro_f1,
+    progress_reporter,
+    warmup_cosine,
+)
 
 
 def build_finetune_model(backbone: keras.Model, head: keras.Model, image_size: int) -> keras.Model:
@@ -150,28 +43,6 @@ def build_finetune_model(backbone: keras.Model, head: keras.Model, image_size: i
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
     features = backbone(inputs, training=False)  # keeps BN statistics frozen while fine-tuning
     return keras.Model(inputs, head(features), name="classifier")
-
-
-class ProgressCallback(keras.callbacks.Callback):
-    """Feeds a Prefect progress artifact (a no-op outside a run) once per epoch."""
-
-    def __init__(self, reporter: Any, stage: int, total_epochs: int) -> None:
-        super().__init__()
-        self.reporter, self.stage, self.total = reporter, stage, total_epochs
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        score = (logs or {}).get("val_macro_f1")
-        note = f"stage {self.stage}: epoch {epoch + 1}/{self.total}" + (
-            f", val macro-F1 {score:.3f}" if score is not None else ""
-        )
-        self.reporter.update(epoch + 1, self.total, description=note)
-
-
-def progress_reporter(stage: int) -> Any:
-    """The run's `training-progress` artifact for one stage."""
-    from tasks.results.report import ProgressReporter
-
-    return ProgressReporter(key="training-progress", description=f"transfer model, stage {stage}")
 
 
 # --- the two stages, end to end -------------------------------------------------------------
@@ -275,7 +146,11 @@ def fine_tune(
     logger = get_logger()
     folder.mkdir(parents=True, exist_ok=True)
     unfreeze_top_blocks(backbone, settings.unfreeze_blocks)
-    compile_for_training(model, settings.stage2_optimizer, settings.stage2_lr, jit_compile)
+    steps = -(-len(plan_rows.fit) // settings.batch_size) * settings.stage2_epochs
+    rate = (
+        warmup_cosine(settings.stage2_lr, steps) if settings.stage2_schedule == "warmup-cosine" else settings.stage2_lr
+    )
+    compile_for_training(model, settings.stage2_optimizer, rate, jit_compile, settings.label_smoothing)
     image_cache = folder.parent.parent  # <cache>/checkpoints/<key> -> <cache>
     val_ds = image_dataset_for(table, plan_rows.val, None, size, settings, augment=False, cache_dir=image_cache)
     y_val = table.loc[plan_rows.val, target].astype(int).to_numpy()
@@ -313,6 +188,55 @@ def fine_tune(
     return rows
 
 
+def uses_probe(settings: TransferSettings) -> bool:
+    """Whether stage 1 is the folded linear probe (a flatten-dense head has a hidden layer: it trains)."""
+    return settings.stage1 == "probe" and settings.head == "gap"
+
+
+def fit_probe_head(
+    head: keras.Model,
+    x_fit: np.ndarray,
+    y_fit: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
+    settings: TransferSettings,
+    plan_rows: TrainingRows,
+    seed: int,
+) -> list[dict[str, float]]:
+    """Stage 1 as LP: the probe fitted on the fit rows, loaded into ``head``; one history row with
+    its fit-rows loss and accuracy and its validation-slice macro-F1 (what stage 2 must beat)."""
+    from tasks.models.probe import fit_probe, load_into_head
+
+    load_into_head(head, fit_probe(x_fit, y_fit, n_classes, settings.stage1_c, plan_rows.class_weight, seed))
+    probs = head.predict(x_fit, verbose=0, batch_size=256)
+    loss = float(-np.log(np.clip(probs[np.arange(len(y_fit)), y_fit], 1e-7, 1)).mean())
+    val = macro_f1(y_val, head.predict(x_val, verbose=0, batch_size=256))
+    accuracy = float((probs.argmax(1) == y_fit).mean())
+    return [{"stage": 1, "epoch": 1, "loss": loss, "accuracy": accuracy, "val_macro_f1": val}]
+
+
+def all_train_inputs(
+    emb: dict[str, np.ndarray], table: Any, plan_rows: TrainingRows, target: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fit rows (as resampled) plus the validation slice: the published stage-1 probe is refitted
+    on the whole TRAIN role once the slice has done its job (judging stage 2)."""
+    rows = np.concatenate([plan_rows.fit, plan_rows.val])
+    x, repeats = stage1_inputs(emb, rows)
+    y = np.tile(table.loc[rows, target].astype(int).to_numpy(), int(repeats))
+    return x, y
+
+
+def stage2_decision(name: str, stage1_score: float, stage2_rows: list[dict[str, float]]) -> dict[str, Any]:
+    """Keep the fine-tuned model only when its best validation-slice macro-F1 beats stage 1's."""
+    scores = [float(r["val_macro_f1"]) for r in stage2_rows if r.get("stage") == 2 and "val_macro_f1" in r]
+    best = max(scores, default=float("nan"))
+    figures = f"validation-slice macro-F1 {best:.3f} after fine-tuning against {stage1_score:.3f} for stage 1"
+    if scores and best > stage1_score:
+        return {"published": f"{name}_finetuned", "reason": f"fine-tuning helped: {figures}"}
+    return {"published": f"{name}_head", "reason": f"fine-tuning did not help: {figures}; stage 1 is published"}
+
+
 def train_transfer(
     table_path: Path,
     embeddings_path: Path,
@@ -330,6 +254,7 @@ def train_transfer(
     from tasks.models.backbones import build_backbone
     from tasks.models.devices import distribution_scope, plan_devices
     from tasks.models.embeddings import EmbeddingSpec, load_embeddings
+    from tasks.models.probe import fit_probe, load_into_head
     from tasks.results.predictions import scored_rows, write_predictions
 
     logger = get_logger()
@@ -351,17 +276,27 @@ def train_transfer(
     outputs: dict[str, str] = {}
     with distribution_scope(devices):
         head = build_head(x_fit.shape[1:], n_classes, settings.head, settings.dropout, settings.dense_units)
-        history = fit_head(head, x_fit, y_fit, x_val, y_val, settings, plan_rows.class_weight, devices.jit_compile)
-        logger.info(
-            "Stage 1: %d epochs, best validation-slice macro-F1 %.3f",
-            len(history),
-            max(r["val_macro_f1"] for r in history),
-        )
-        head_probs = head.predict(emb["clean"][scored.index.to_numpy()], verbose=0, batch_size=256)
+        if uses_probe(settings):
+            history = fit_probe_head(head, x_fit, y_fit, x_val, y_val, n_classes, settings, plan_rows, split.seed)
+            published_head = build_head(
+                x_fit.shape[1:], n_classes, settings.head, settings.dropout, settings.dense_units
+            )
+            x_all, y_all = all_train_inputs(emb, table, plan_rows, target)
+            load_into_head(
+                published_head,
+                fit_probe(x_all, y_all, n_classes, settings.stage1_c, plan_rows.class_weight, split.seed),
+            )
+        else:
+            history = fit_head(head, x_fit, y_fit, x_val, y_val, settings, plan_rows.class_weight, devices.jit_compile)
+            published_head = head
+        stage1_score = max(r["val_macro_f1"] for r in history)
+        logger.info("Stage 1 (%s): validation-slice macro-F1 %.3f", settings.stage1, stage1_score)
+        head_probs = published_head.predict(emb["clean"][scored.index.to_numpy()], verbose=0, batch_size=256)
         name = settings.backbone
         outputs[f"{name}_head"] = str(
             write_predictions(scored, head_probs.argmax(1), out.predictions_of(f"{name}_head"))
         )
+        decision = {"published": f"{name}_head", "reason": "stage 2 is off (--transfer.stage2-epochs 0)"}
         if settings.stage2_epochs > 0:
             backbone = build_backbone(
                 settings.backbone,
@@ -374,17 +309,23 @@ def train_transfer(
             checkpoints = Path(cache_dir) / "checkpoints" / key
             if refresh:
                 shutil.rmtree(checkpoints, ignore_errors=True)
-            history += fine_tune(
+            stage2 = fine_tune(
                 model, backbone, table, plan_rows, target, size, settings, split.seed, checkpoints, devices.jit_compile
             )
-            probs = model.predict(
-                image_dataset_for(table, scored.index.to_numpy(), None, size, settings, augment=False), verbose=0
-            )
-            outputs[f"{name}_finetuned"] = str(
-                write_predictions(scored, probs.argmax(1), out.predictions_of(f"{name}_finetuned"))
-            )
-            out.models.mkdir(parents=True, exist_ok=True)
-            model.save(out.model_file(f"{name}_finetuned", ".keras"))
-    atomic_write_json(out.training_history, {"model": settings.backbone, "epochs": history})
+            history += stage2
+            decision = stage2_decision(name, stage1_score, stage2)
+            logger.info("Published %s: %s", decision["published"], decision["reason"])
+            if decision["published"] == f"{name}_finetuned":
+                probs = model.predict(
+                    image_dataset_for(table, scored.index.to_numpy(), None, size, settings, augment=False), verbose=0
+                )
+                outputs[f"{name}_finetuned"] = str(
+                    write_predictions(scored, probs.argmax(1), out.predictions_of(f"{name}_finetuned"))
+                )
+                out.models.mkdir(parents=True, exist_ok=True)
+                model.save(out.model_file(f"{name}_finetuned", ".keras"))
+    atomic_write_json(
+        out.training_history, {"model": settings.backbone, "stage1": settings.stage1, **decision, "epochs": history}
+    )
     atomic_write_json(out.resampling, {"strategy": split.resampling, **plan_rows.counts})
     return outputs

@@ -23,6 +23,7 @@ from typing import Any
 
 from tasks.layout import RunFolder
 from tasks.logs import get_logger
+from tasks.results.provenance import provenance_lines
 
 REPORT_KEY = "run-report"
 PER_CLASS_KEY = "per-class-metrics"
@@ -213,6 +214,10 @@ def build_run_report(run_dir: Path, plots: Mapping[str, Path], extra: Mapping[st
     lines = [f"# Run `{run_dir.name}`: {metrics['target']} classifier", ""]
     lines += [line + "  " for line in format_headline(metrics)]
     lines += format_decision(as_mapping(extra.get("decision")))
+    if extra.get("provenance"):
+        lines += ["", "## What was measured", ""] + [
+            f"- {markdown_cell(line)}" for line in provenance_lines(extra["provenance"])
+        ]
     lines += [
         "",
         "## Models on the same hold-out",
@@ -227,7 +232,7 @@ def build_run_report(run_dir: Path, plots: Mapping[str, Path], extra: Mapping[st
             f"{row['weighted_f1']:.3f} |"
         )
     lines += [""] + format_locations(run_dir, extra)
-    known = {"decision", "data_docs", "champion_dir", "submission"}
+    known = {"decision", "data_docs", "champion_dir", "submission", "provenance"}
     others = {k: v for k, v in extra.items() if k not in known and v is not None}
     if others:
         lines += ["", "## Also", ""] + [f"- {markdown_cell(k)}: `{markdown_cell(v)}`" for k, v in others.items()]

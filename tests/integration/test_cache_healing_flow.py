@@ -68,11 +68,10 @@ def test_rerun_after_damaging_every_cache_file_gives_the_same_scores(
     with caplog.at_level(logging.WARNING):  # Prefect's run loggers propagate to it in tests
         warm = full_pipeline(params)
     assert scores(warm) == scores(cold)
-    assert set(scores(cold)) == {
+    assert set(scores(cold)) - {"efficientnet_lite0_finetuned"} == {  # stage 2 only if it beat stage 1
         "pixels_random_forest",
         "efficientnet_lite0_logreg",
         "efficientnet_lite0_head",
-        "efficientnet_lite0_finetuned",
     }
     # Validation was reused (same data), so nothing read the scan cache: the next scan rebuilds
     # it (tests/unit/test_cache_healing.py). Every other damaged file was read, named once, healed.

@@ -366,7 +366,8 @@ def stage2_cold(tiny_sample_master: Path, tmp_path_factory: pytest.TempPathFacto
         "embeddings": embeddings,
         "folder": folder,
         "history": json.loads(RunFolder(base / "out").training_history.read_text())["epochs"],
-        "predictions": pd.read_csv(outputs["efficientnet_lite0_finetuned"]),
+        "outputs": sorted(outputs),  # the fine-tuned model is among them only if it beat stage 1
+        "predictions": {name: pd.read_csv(path) for name, path in outputs.items()},
     }
 
 
@@ -398,4 +399,6 @@ def test_transfer_step_with_a_damaged_checkpoint_trains_stage2_again(
     cold = stage2_cold["history"]
     assert history[0] == cold[0]  # stage 1 is identical; stage 2 trained again from the same start:
     np.testing.assert_allclose([r["loss"] for r in history], [r["loss"] for r in cold], rtol=1e-4)
-    pd.testing.assert_frame_equal(pd.read_csv(outputs["efficientnet_lite0_finetuned"]), stage2_cold["predictions"])
+    assert sorted(outputs) == stage2_cold["outputs"]  # the same stage is published
+    for name, path in outputs.items():
+        pd.testing.assert_frame_equal(pd.read_csv(path), stage2_cold["predictions"][name])

@@ -145,12 +145,21 @@ def test_killed_fine_tuning_resumes_from_last_completed_epoch(run_table: Path, t
     epochs = [row["epoch"] for row in state["history"] if row["stage"] == 2]
     assert epochs == list(range(1, 7))  # each epoch exactly once: nothing redone, nothing skipped
     assert state["finished"] and state["completed_epochs"] == 6
-    history = json.loads((tmp_path / "run" / "training_history.json").read_text())["epochs"]
+    record = json.loads((tmp_path / "run" / "training_history.json").read_text())
+    history = record["epochs"]
     assert [r["epoch"] for r in history if r["stage"] == 2] == list(range(1, 7))
     assert all("val_macro_f1" in r for r in history)
     assert list((cache / "images").glob("*.index"))  # the decoded-image cache was completed and used
-    predictions = pd.read_csv(tmp_path / "run" / "predictions" / "efficientnet_lite0_finetuned.csv")
-    assert predictions["pred"].between(0, 7).all()
+    finetuned = tmp_path / "run" / "predictions" / "efficientnet_lite0_finetuned.csv"
+    # The fine-tuned model is published only when it beat stage 1 on the validation slice.
+    best_stage2 = max(r["val_macro_f1"] for r in history if r["stage"] == 2)
+    stage1 = max(r["val_macro_f1"] for r in history if r["stage"] == 1)
+    assert record["published"] == (
+        "efficientnet_lite0_finetuned" if best_stage2 > stage1 else "efficientnet_lite0_head"
+    )
+    assert finetuned.is_file() == (record["published"] == "efficientnet_lite0_finetuned")
+    if finetuned.is_file():
+        assert pd.read_csv(finetuned)["pred"].between(0, 7).all()
 
 
 def test_seed_faithful_preset_reproduces_the_original_settings() -> None:

@@ -147,3 +147,21 @@ def test_a_seed_run_on_a_rebuilt_sample_is_flagged() -> None:
     warnings = consistency([same, rebuilt], stamp)
     assert len(warnings) == 1 and warnings[0].startswith("WARNING: seed 2 ran on a different sample")
     assert consistency([rebuilt], None) == []  # --data-dir: no sample to compare
+
+
+def test_the_published_stage_of_each_run_is_what_is_compared_with_the_probe() -> None:
+    from benchmarks.bench_quality import PUBLISHED, published_keras, seed_record, summarise
+
+    def metrics(head: float, finetuned: float | None) -> dict:
+        models = {"m_head": head, "m_logreg": 0.70} | ({"m_finetuned": finetuned} if finetuned is not None else {})
+        best = max(models, key=lambda k: models[k])
+        return {"best_model": best, "models": {k: {"macro_f1": v, "accuracy": v} for k, v in models.items()}}
+
+    per_seed = [
+        seed_record(1, 1.0, metrics(0.68, 0.75), None, [], "r1", published="m_finetuned"),
+        seed_record(2, 1.0, metrics(0.71, None), None, [], "r2", published="m_head"),
+    ]
+    rows = summarise(per_seed)
+    published = next(r for r in rows if r.model == PUBLISHED)
+    assert published.n == 2 and abs(published.mean_f1 - (0.75 + 0.71) / 2) < 1e-12
+    assert published_keras(rows, per_seed)[0] == PUBLISHED
