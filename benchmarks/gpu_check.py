@@ -22,8 +22,8 @@ proves the path is TF-free. Synthetic JPEGs (256-512 px, a colour per class) are
 Per precision it measures (a) the frozen backbone over every image through ``make_image_dataset``,
 ``iter_batches`` and ``predict_on_batch`` (as `tasks.models.embeddings.extract_features` does), plus the loader
 alone and the model alone on one fixed batch, to show which bounds the pass; (b) stage 1, the head
-fitted on those features; (c) ``--steps`` stage-2 steps of the fine-tune model on augmented batches (and the augmented
-loader alone over up to three batches, second pass);
+fitted on those features; (c) ``--steps`` stage-2 steps of the fine-tune model, augmenting inside the model as the pipeline
+does (and the loader alone over up to three batches, second pass);
 (d) ``predict`` of the fine-tune model over the images. Steady-state images/s exclude the first
 batch (or epoch, or pass); ``compile_s`` is how much longer that first one took. It checks that
 losses and probabilities are finite and that features in each precision match float32 (cosine).
@@ -32,7 +32,6 @@ losses and probabilities are finite and that features in each precision match fl
 from __future__ import annotations
 
 import argparse
-import importlib.abc
 import itertools
 import json
 import math
@@ -46,28 +45,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-class BlockTensorFlow(importlib.abc.MetaPathFinder):
-    """Makes ``import tensorflow`` (and its submodules) fail as if it were not installed.
-
-    A finder, not ``sys.modules["tensorflow"] = None``: Keras tests ``"tensorflow" in sys.modules``
-    (`keras.src.utils.backend_utils.in_tf_graph`) and would then try to use the blocked module.
-    """
-
-    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name.split(".")[0] == "tensorflow":
-            raise ModuleNotFoundError(f"No module named {name!r} (--block-tensorflow)", name=name)
-        return None
-
-
-if "--block-tensorflow" in sys.argv:  # before anything can import it
-    sys.meta_path.insert(0, BlockTensorFlow())
-
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # allow `python benchmarks/gpu_check.py`
     sys.path.insert(0, str(REPO_ROOT))
-if "--block-tensorflow" in sys.argv:
+
+from benchmarks.no_tensorflow import block_tensorflow  # noqa: E402  (stdlib only)
+
+if "--block-tensorflow" in sys.argv:  # before anything can import it
+    block_tensorflow()
     os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -214,7 +199,9 @@ def head_fit(features: np.ndarray, labels: np.ndarray, batch: int, epochs: int, 
 def finetune_steps(
     backbone: Any, head: Any, paths: list[str], labels: np.ndarray, args: argparse.Namespace, jit: bool
 ) -> tuple[Any, dict]:
-    """(c) Stage 2: top blocks unfrozen, the fine-tune model fitted for ``--steps`` augmented batches."""
+    """(c) Stage 2 as the pipeline runs it: top blocks unfrozen, the augmenter inside the fine-tune
+    model (compiled into the training step), fitted for ``--steps`` shuffled batches."""
+    from tasks.models.augment import build_augmenter
     from tasks.models.backbones import unfreeze_top_blocks
     from tasks.models.images import iter_batches, make_image_dataset
     from tasks.models.settings import TransferSettings
@@ -222,11 +209,11 @@ def finetune_steps(
 
     settings = TransferSettings()
     unfreeze_top_blocks(backbone, settings.unfreeze_blocks)
-    model = build_finetune_model(backbone, head, args.size)
-    compile_for_training(model, settings.stage2_optimizer, settings.stage2_lr, jit)
-    data = make_image_dataset(paths, labels, args.size, args.batch, augment=True, shuffle=True, seed=args.seed)
+    model = build_finetune_model(backbone, head, args.size, build_augmenter(args.seed))
+    compile_for_training(model, settings.stage2_optimizer, settings.stage2_lr, jit, settings.label_smoothing)
+    data = make_image_dataset(paths, labels, args.size, args.batch, shuffle=True, seed=args.seed)
     loader_batches, loader_seconds = min(len(data), 3), []
-    for _ in range(2):  # the first pass also builds the augmenter's ops
+    for _ in range(2):  # the first pass warms the decoder and the file cache
         start = time.perf_counter()
         for _ in itertools.islice(iter_batches(data), loader_batches):
             pass
@@ -321,7 +308,7 @@ def print_table(runs: list[dict[str, Any]]) -> None:
             "backbone": f"loader alone {s['backbone']['loader_img_per_s']:.0f}/s, "
             f"model alone {s['backbone']['model_only_img_per_s']:.0f}/s",
             "head": f"loss {s['head']['loss_first']:.3f} -> {s['head']['loss_last']:.3f}",
-            "finetune": f"augmented loader alone {s['finetune']['loader_img_per_s']:.0f}/s, "
+            "finetune": f"loader alone {s['finetune']['loader_img_per_s']:.0f}/s, "
             f"{s['finetune']['steps']} steps, loss {s['finetune']['loss_first']:.3f} -> "
             f"{s['finetune']['loss_last']:.3f}",
             "predict": f"peak memory {run['peak_memory']['bytes'] / 2**20:.0f} MiB ({run['peak_memory']['kind']})",

@@ -19,6 +19,7 @@ decoding and resizing); `iter_batches` does the same for a plain loop, in order.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -111,8 +112,9 @@ class ImageBatches(keras.utils.PyDataset):
         self.labels = None if labels is None else np.asarray(labels, np.int32)
         self.ok = np.ones(len(self.paths), bool) if ok is None else np.asarray(ok, bool)
         self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
-        self.augmenter = build_augmenter(seed) if augment else None
-        self._augment_lock = threading.Lock()  # its seed generator is state shared by the workers
+        self.augment = augment
+        self._local = threading.local()  # one augmenter per worker thread: see `augmenter`
+        self._augmenters = itertools.count()
         self.epoch = 0
         self.order = self._order()
 
@@ -131,10 +133,16 @@ class ImageBatches(keras.utils.PyDataset):
         images = np.stack([decode_rgb(self.paths[r], self.size) if self.ok[r] else self.gray() for r in rows]).astype(
             np.float32
         )
-        if self.augmenter is not None:
-            with self._augment_lock:
-                images = np.asarray(self.augmenter(images, training=True), np.float32)
+        if self.augment:
+            images = np.asarray(self.augmenter()(images, training=True), np.float32)
         return images if self.labels is None else (images, self.labels[rows])
+
+    def augmenter(self) -> keras.Sequential:
+        """This thread's augmenter. Each worker has its own (their random state is a variable that
+        threads must not share), so batches augment in parallel instead of queueing on a lock."""
+        if getattr(self._local, "augmenter", None) is None:
+            self._local.augmenter = build_augmenter(self.seed + 101 * next(self._augmenters))
+        return self._local.augmenter
 
     def gray(self) -> np.ndarray:
         return np.full((self.size, self.size, 3), GRAY, np.float32)

@@ -38,10 +38,19 @@ from tasks.models.training import (
 )
 
 
-def build_finetune_model(backbone: keras.Model, head: keras.Model, image_size: int) -> keras.Model:
-    """Images in [0, 255] -> backbone (BatchNorm in inference mode) -> the stage-1 head."""
+def build_finetune_model(
+    backbone: keras.Model, head: keras.Model, image_size: int, augmenter: keras.Layer | None = None
+) -> keras.Model:
+    """Images in [0, 255] -> [augmenter] -> backbone (BatchNorm in inference mode) -> the stage-1 head.
+
+    The augmenter sits inside the model, so it runs in the compiled training step on the device
+    (on JAX, eager augmentation in the input workers ran at ~10 img/s on this CPU, far below what
+    a GPU trains at); Keras' preprocessing layers are the identity outside ``fit``, so the saved
+    model predicts on clean images. Its random state is a model variable, so a resumed stage 2
+    continues the same augmentation stream."""
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
-    features = backbone(inputs, training=False)  # keeps BN statistics frozen while fine-tuning
+    images = augmenter(inputs) if augmenter is not None else inputs
+    features = backbone(images, training=False)  # keeps BN statistics frozen while fine-tuning
     return keras.Model(inputs, head(features), name="classifier")
 
 
@@ -94,12 +103,13 @@ def image_dataset_for(
     target: str | None,
     size: int,
     settings: TransferSettings,
-    augment: bool,
+    shuffle: bool,
     seed: int = 0,
     cache_dir: Path | None = None,
 ) -> Any:
     """Image batches for some table rows (labels when ``target`` is given), from the input path
-    of the active backend (`tasks.models.images`).
+    of the active backend (`tasks.models.images`); shuffled for training. Not augmented: stage 2
+    augments inside the model (`build_finetune_model`).
 
     With ``settings.image_cache`` and a ``cache_dir``, decoded images are kept on disk under a
     name derived from the rows and size, so later epochs skip JPEG decoding (tf.data only).
@@ -119,8 +129,7 @@ def image_dataset_for(
         size,
         settings.batch_size,
         ok=image_ok_flags(subset),
-        augment=augment,
-        shuffle=augment,
+        shuffle=shuffle,
         seed=seed,
         cache_file=cache_file,
     )
@@ -152,7 +161,7 @@ def fine_tune(
     )
     compile_for_training(model, settings.stage2_optimizer, rate, jit_compile, settings.label_smoothing)
     image_cache = folder.parent.parent  # <cache>/checkpoints/<key> -> <cache>
-    val_ds = image_dataset_for(table, plan_rows.val, None, size, settings, augment=False, cache_dir=image_cache)
+    val_ds = image_dataset_for(table, plan_rows.val, None, size, settings, shuffle=False, cache_dir=image_cache)
     y_val = table.loc[plan_rows.val, target].astype(int).to_numpy()
     stopper = MacroF1EarlyStopping(lambda: model.predict(val_ds, verbose=0), y_val, settings.stage2_patience)
     state = resume_state(model, stopper, folder)
@@ -167,7 +176,7 @@ def fine_tune(
         logger.info("Stage 2: resuming after epoch %d from %s", initial_epoch, folder)
     if stopper.wait < settings.stage2_patience and initial_epoch < settings.stage2_epochs:
         train_ds = image_dataset_for(
-            table, plan_rows.fit, target, size, settings, augment=True, seed=seed + initial_epoch, cache_dir=image_cache
+            table, plan_rows.fit, target, size, settings, shuffle=True, seed=seed + initial_epoch, cache_dir=image_cache
         )
         model.fit(
             train_ds,
@@ -251,6 +260,7 @@ def train_transfer(
     history and the class counts before/after resampling. Returns model name -> predictions CSV."""
     from tasks.data.splitting import read_table
     from tasks.logs import get_logger
+    from tasks.models.augment import build_augmenter
     from tasks.models.backbones import build_backbone
     from tasks.models.devices import distribution_scope, plan_devices
     from tasks.models.embeddings import EmbeddingSpec, load_embeddings
@@ -304,7 +314,7 @@ def train_transfer(
                 weights=settings.weights,
                 pooling="avg" if settings.head == "gap" else None,
             )
-            model = build_finetune_model(backbone, head, size)
+            model = build_finetune_model(backbone, head, size, build_augmenter(split.seed))
             key = checkpoint_key(settings, split, embeddings_path, table["role"].tolist())
             checkpoints = Path(cache_dir) / "checkpoints" / key
             if refresh:
@@ -317,7 +327,7 @@ def train_transfer(
             logger.info("Published %s: %s", decision["published"], decision["reason"])
             if decision["published"] == f"{name}_finetuned":
                 probs = model.predict(
-                    image_dataset_for(table, scored.index.to_numpy(), None, size, settings, augment=False), verbose=0
+                    image_dataset_for(table, scored.index.to_numpy(), None, size, settings, shuffle=False), verbose=0
                 )
                 outputs[f"{name}_finetuned"] = str(
                     write_predictions(scored, probs.argmax(1), out.predictions_of(f"{name}_finetuned"))

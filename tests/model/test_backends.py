@@ -74,25 +74,22 @@ BLOCKED_RUN = textwrap.dedent(
             importlib.import_module(info.name)
     import numpy as np
     from PIL import Image
-    from tasks.models.backbones import build_backbone
-    from tasks.models.embeddings import EmbeddingSpec, extract_features
-    from tasks.models.images import resolve_loader
+    from tasks.models.images import iter_batches, make_image_dataset, resolve_loader
     paths = []
     for i in range(3):
         paths.append(sys.argv[1] + f"/{i}.jpg")
         Image.fromarray(np.full((40, 50, 3), 60 * i, np.uint8)).save(paths[-1])
-    model = build_backbone("efficientnet_lite0", input_size=32, weights="random", pooling="avg")
-    spec = EmbeddingSpec("efficientnet_lite0", "random", 32, True, 0, 2, 0)
-    x = extract_features(model, paths, np.ones(3, bool), spec, augment=True, seed=1)
-    print("loader", resolve_loader(), "features", x.shape, "tensorflow", tensorflow_imported())
+    x, y = next(iter_batches(make_image_dataset(paths, [0, 1, 2], 32, 4, augment=True, shuffle=True)))
+    print("loader", resolve_loader(), "batch", x.shape, sorted(y.tolist()), "tensorflow", tensorflow_imported())
     """
 )
 
 
 @pytest.mark.slow
 def test_model_path_needs_no_tensorflow(tmp_path: Path) -> None:
-    """Every module of tasks/ and flows/ imports, and features come out of the PyDataset path with
-    augmentation, on JAX with TensorFlow unimportable (nothing imports it at module top)."""
+    """Every module of tasks/ and flows/ imports, and augmented batches come out of the PyDataset
+    path, on JAX with TensorFlow unimportable: nothing imports it at module top. (The model stages
+    on JAX without TensorFlow: tests/model/test_gpu_check.py.)"""
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(
         [sys.executable, "-c", BLOCKED_RUN, str(tmp_path)],
@@ -103,4 +100,4 @@ def test_model_path_needs_no_tensorflow(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "loader py features (3, 1280) tensorflow False" in done.stdout, done.stdout
+    assert "loader py batch (3, 32, 32, 3) [0, 1, 2] tensorflow False" in done.stdout, done.stdout
