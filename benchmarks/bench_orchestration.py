@@ -17,7 +17,6 @@ Not a test: the numbers depend on the machine.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -25,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.flow_env import flow_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,17 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = args.output_dir or workdir / "outputs"
     if output_dir.exists():
         parser.error(f"{output_dir} exists: a cold run needs a fresh output directory")
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(workdir / "prefect-home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "GX_ANALYTICS_ENABLED": "false",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "MPLBACKEND": "Agg",
-    }
-    env.pop("PREFECT_API_URL", None)  # the ephemeral server, as for a user without one
-    env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    env = flow_env(workdir)
     try:
         print(f"python -m flows.full --output-dir {output_dir} {' '.join(extra)}".rstrip(), flush=True)
         cold = run_flow(output_dir, extra, env, workdir / "cold.log")

@@ -50,6 +50,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.flow_env import flow_env
+
 REPO = Path(__file__).resolve().parents[1]
 #: Flags the benchmark sets itself for each seed; passing them after ``--`` would be ambiguous.
 OWN_FLAGS = ("--seed", "--split.seed", "--output-dir", "--data.output-dir", "--data-dir", "--data.data-dir")
@@ -266,22 +268,6 @@ def parse_seeds(text: str) -> list[int]:
 def own_flags_in(extra: Sequence[str]) -> list[str]:
     """Extra flow flags that the benchmark sets per seed (refused: they would be overridden or clash)."""
     return [token for token in extra if token.split("=", 1)[0] in OWN_FLAGS]
-
-
-def flow_env(work: Path) -> dict[str, str]:
-    """An offline, quiet environment with a Prefect home of the benchmark's own."""
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(work / "prefect-home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "GX_ANALYTICS_ENABLED": "false",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "MPLBACKEND": "Agg",
-    }
-    env.pop("PREFECT_API_URL", None)  # the ephemeral server, as for a user without one
-    env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    return env
 
 
 def seed_command(seed: int, output_dir: Path, data_dir: Path | None, extra: Sequence[str]) -> list[str]:

@@ -326,7 +326,8 @@ def test_links_that_stay_inside_public_are_fine(tiny_sample: Path, tmp_path: Pat
     [
         ("missing", "expect_column_values_to_be_in_set", "exists", "file not found"),
         ("zero-byte", "expect_column_values_to_be_between", "size_bytes", "empty file (0 bytes)"),
-        ("truncated", "expect_column_values_to_be_in_set", "decodes", "image file is truncated"),
+        # Pillow says "image file is truncated" or "Truncated File Read", depending on where the cut falls.
+        ("truncated", "expect_column_values_to_be_in_set", "decodes", "truncated"),
         ("text", "expect_column_values_to_be_in_set", "decodes", "not an image Pillow can identify"),
     ],
 )
@@ -339,12 +340,12 @@ def test_bad_training_image_is_quarantined_with_a_warning(
     assert report.passed and report.quarantined == 1 and report.failures == []
     outcome = only_broken(report, "images", expectation, column)
     assert outcome["severity"] == "warning" and outcome["examples"][0].startswith(f"train/{path.name}")
-    assert reason in outcome["examples"][0]
-    assert any("Quarantined 1 of 300" in w and path.name in w and reason in w for w in report.warnings)
+    assert reason.lower() in outcome["examples"][0].lower()
+    assert any("Quarantined 1 of 300" in w and path.name in w and reason.lower() in w.lower() for w in report.warnings)
     samples = read_samples(Path(report.samples_path))
     assert path.name not in set(samples["filename"]) and len(samples) == 399
     quarantine = pd.read_csv(report.quarantine_path)
-    assert quarantine["filename"].tolist() == [path.name] and reason in quarantine["reason"].iloc[0]
+    assert quarantine["filename"].tolist() == [path.name] and reason.lower() in quarantine["reason"].iloc[0].lower()
 
 
 @pytest.mark.slow
