@@ -10,7 +10,7 @@ can be told apart (a saturated sample makes every model look perfect). Each coar
 body plan (bird, snake, squirrel, spider, flower, insect, grass-like monocot, conifer twig) made
 of a few parts; the families of a class share that plan and differ only in proportions, part
 counts, pattern and an overlapping hue range, so they look alike. Every image then hides the
-subject the way a field photo does: it fills 25-90% of the frame at a random position (partly
+subject the way a field photo does: it spans 50-95% of the short side at a random position (partly
 out of frame), rotation and lighting, sits on a cluttered background drawn from one pool shared
 by all classes (leaves, blades, twigs, pebbles, bokeh, petal-like blobs), may be partly covered
 by foreground leaves and twigs, and gets a colour cast, brightness/contrast change, vignetting,
