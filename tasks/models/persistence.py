@@ -86,6 +86,8 @@ def _load_skops(path: Path) -> Any:
 def _load_keras(path: Path) -> Any:
     import keras
 
+    import tasks.models.training  # noqa: F401  registers the project's loss, which saved models name
+
     if not path.is_file():
         raise UnsafeModelFile(f"{path} does not exist or is not a file")
     try:

@@ -43,18 +43,27 @@ def warmup_cosine(learning_rate: float, total_steps: int) -> keras.optimizers.sc
     )
 
 
-def smoothed_sparse_crossentropy(smoothing: float) -> Callable[[Any, Any], Any]:
+@keras.saving.register_keras_serializable(package="living_things")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
     """Cross-entropy on softmax probabilities against integer labels smoothed towards uniform
-    (Keras' sparse loss has no ``label_smoothing``): (1 - s) * CE(y) + s * mean over classes of -log p."""
+    (Keras' sparse loss has no ``label_smoothing``): (1 - s) * CE(y) + s * mean over classes of -log p.
 
-    def loss(y_true: Any, y_pred: Any) -> Any:
+    A registered `keras.losses.Loss` (not a closure), so a model compiled with it saves its
+    compile config and loads back in safe mode (`tasks.models.persistence` imports this module)."""
+
+    def __init__(self, smoothing: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.smoothing = float(smoothing)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         log_p = keras.ops.log(keras.ops.clip(y_pred, 1e-7, 1.0))
         n_classes = keras.ops.shape(y_pred)[-1]
         onehot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32"), n_classes)
-        target = onehot * (1 - smoothing) + smoothing / keras.ops.cast(n_classes, y_pred.dtype)
+        target = onehot * (1 - self.smoothing) + self.smoothing / keras.ops.cast(n_classes, y_pred.dtype)
         return -keras.ops.sum(target * log_p, axis=-1)
 
-    return loss
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "smoothing": self.smoothing}
 
 
 def build_head(
@@ -84,7 +93,7 @@ def compile_for_training(
 ) -> None:
     """Cross-entropy on softmax probabilities (optionally label-smoothed), accuracy as a cheap metric."""
     loss: Any = (
-        smoothed_sparse_crossentropy(label_smoothing)
+        SmoothedSparseCrossentropy(label_smoothing)
         if label_smoothing
         else keras.losses.SparseCategoricalCrossentropy(from_logits=False)
     )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
 from tasks.models.baselines import fit_logistic_regression
 from tasks.models.probe import fit_probe, load_into_head
-from tasks.models.training import build_head, smoothed_sparse_crossentropy
+from tasks.models.training import SmoothedSparseCrossentropy, build_head, compile_for_training
 from tasks.models.transfer import stage2_decision
 
 
@@ -70,6 +72,21 @@ def test_label_smoothing_matches_keras_categorical_crossentropy() -> None:
 
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
     labels = np.array([0, 1])
-    ours = np.asarray(smoothed_sparse_crossentropy(0.1)(labels, probs))
+    ours = np.asarray(SmoothedSparseCrossentropy(0.1, reduction=None)(labels, probs))
     keras_loss = keras.losses.CategoricalCrossentropy(label_smoothing=0.1, reduction=None)
     np.testing.assert_allclose(ours, np.asarray(keras_loss(np.eye(3)[labels], probs)), rtol=1e-5)
+
+
+def test_a_model_trained_with_label_smoothing_loads_back_in_safe_mode(tmp_path: Path) -> None:
+    """The fine-tuned model is saved compiled with the smoothed loss; the project's own loader
+    (safe mode) must read it back (a closure loss made it refuse the file)."""
+    from tasks.models.persistence import load_model
+
+    x, y = hard_features(16, seed=6)
+    head = build_head((x.shape[1],), 6, "gap", 0.2, 512)
+    compile_for_training(head, "adam", 1e-3, label_smoothing=0.1)
+    head.fit(x, y, epochs=1, verbose=0)
+    head.save(tmp_path / "smoothed.keras")
+    loaded = load_model(tmp_path / "smoothed.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), head.predict(x, verbose=0), atol=1e-6)
+    assert loaded.loss.smoothing == 0.1
