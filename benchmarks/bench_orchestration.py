@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.flow_env import flow_env
+from benchmarks.flow_env import flow_env, split_flow_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,11 +52,7 @@ def cached_task_runs(log: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        split = argv.index("--")
-        argv, extra = argv[:split], argv[split + 1 :]
+    argv, extra = split_flow_args(argv)
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bench_orchestration", description=(__doc__ or "").splitlines()[0]
     )

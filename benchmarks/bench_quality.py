@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.flow_env import flow_env
+from benchmarks.flow_env import flow_env, split_flow_args
 
 REPO = Path(__file__).resolve().parents[1]
 #: Flags the benchmark sets itself for each seed; passing them after ``--`` would be ambiguous.
@@ -334,11 +334,7 @@ def run_seed(seed: int, output_dir: Path, data_dir: Path | None, extra: Sequence
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        split = argv.index("--")
-        argv, extra = argv[:split], argv[split + 1 :]
+    argv, extra = split_flow_args(argv)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_quality", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=parse_seeds, default=[42, 43, 44], help="comma-separated (default 42,43,44)")
     parser.add_argument("--data-dir", type=Path, default=None, help="Kaggle-layout data (default: the embedded sample)")

@@ -1,9 +1,20 @@
-"""The environment benchmarks run ``python -m flows.full`` in: offline, quiet, own Prefect home."""
+"""How benchmarks run ``python -m flows.full``: in an offline, quiet environment with a Prefect
+home of their own, with the flow's flags given after ``--`` on the benchmark's command line."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+
+def split_flow_args(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """(the benchmark's own arguments, the flow flags after ``--``); ``None``: ``sys.argv[1:]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv:
+        return argv, []
+    split = argv.index("--")
+    return argv[:split], argv[split + 1 :]
 
 
 def flow_env(work: Path) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""What both input paths share: the train-time augmentation and the number of decode workers.
+"""What both input paths share: the train-time augmentation, the number of decode workers and
+the pixel value that stands in for an unreadable image.
 
 The augmenter is made of Keras preprocessing layers, which run on every backend, so the tf.data
 path (`tasks.models.images_tf`) and the PyDataset path (`tasks.models.images_py`) augment the same way.
@@ -9,6 +10,10 @@ from __future__ import annotations
 import os
 
 import keras
+
+#: Pixel value of an image validation flagged as unreadable (test images still need a prediction
+#: row; training rows like that were already dropped).
+GRAY = 127.5
 
 
 def parallel_calls() -> int:

@@ -31,10 +31,7 @@ import keras
 import numpy as np
 from PIL import Image
 
-from tasks.models.augment import build_augmenter, parallel_calls
-
-#: Pixel value of an image validation flagged as unreadable (the tf.data path uses the same).
-GRAY = 127.5
+from tasks.models.augment import GRAY, build_augmenter, parallel_calls
 
 
 def bilinear_axis(n_in: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -130,9 +127,7 @@ class ImageBatches(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(index)
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        images = np.stack([decode_rgb(self.paths[r], self.size) if self.ok[r] else self.gray() for r in rows]).astype(
-            np.float32
-        )
+        images = np.stack([decode_rgb(self.paths[r], self.size) if self.ok[r] else self.gray() for r in rows])
         if self.augment:
             images = np.asarray(self.augmenter()(images, training=True), np.float32)
         return images if self.labels is None else (images, self.labels[rows])

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tasks.models.augment import build_augmenter, parallel_calls
+from tasks.models.augment import GRAY, build_augmenter, parallel_calls
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -80,7 +80,7 @@ def load_image(path: tf.Tensor, ok: tf.Tensor, size: int) -> tf.Tensor:
     return tf.cond(
         ok,
         lambda: decode_rgb(tf.io.read_file(path), size),
-        lambda: tf.fill([size, size, 3], 127.5),
+        lambda: tf.fill([size, size, 3], GRAY),
     )
 
 

@@ -87,14 +87,17 @@ def plan_training_rows(table: Any, n_classes: int, settings: TransferSettings, s
     return TrainingRows(fit=fit_rows[indices], val=val.index.to_numpy(), class_weight=class_weight, counts=counts)
 
 
-def stage1_inputs(emb: dict[str, np.ndarray], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Clean features of ``rows`` plus each augmented view of them; returns (x, repeat count)."""
+def stage1_inputs(
+    emb: dict[str, np.ndarray], table: Any, rows: np.ndarray, target: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clean features of ``rows`` plus each augmented view of them, and their labels (repeated
+    once per view): the (x, y) a stage-1 head is fitted on."""
     parts = [emb["clean"][rows]]
     if len(emb["views"]):
         position = {int(r): i for i, r in enumerate(emb["train_rows"])}
         view_index = np.array([position[int(r)] for r in rows])
         parts += [view[view_index] for view in emb["views"]]
-    return np.concatenate(parts), np.asarray(len(parts))
+    return np.concatenate(parts), np.tile(table.loc[rows, target].astype(int).to_numpy(), len(parts))
 
 
 def image_dataset_for(
@@ -225,17 +228,6 @@ def fit_probe_head(
     return [{"stage": 1, "epoch": 1, "loss": loss, "accuracy": accuracy, "val_macro_f1": val}]
 
 
-def all_train_inputs(
-    emb: dict[str, np.ndarray], table: Any, plan_rows: TrainingRows, target: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """The fit rows (as resampled) plus the validation slice: the published stage-1 probe is refitted
-    on the whole TRAIN role once the slice has done its job (judging stage 2)."""
-    rows = np.concatenate([plan_rows.fit, plan_rows.val])
-    x, repeats = stage1_inputs(emb, rows)
-    y = np.tile(table.loc[rows, target].astype(int).to_numpy(), int(repeats))
-    return x, y
-
-
 def stage2_decision(name: str, stage1_score: float, stage2_rows: list[dict[str, float]]) -> dict[str, Any]:
     """Keep the fine-tuned model only when its best validation-slice macro-F1 beats stage 1's."""
     scores = [float(r["val_macro_f1"]) for r in stage2_rows if r.get("stage") == 2 and "val_macro_f1" in r]
@@ -278,8 +270,7 @@ def train_transfer(
     table = read_table(table_path)
     size = settings.input_size()
     plan_rows = plan_training_rows(table, n_classes, settings, split)
-    x_fit, repeats = stage1_inputs(emb, plan_rows.fit)
-    y_fit = np.tile(table.loc[plan_rows.fit, target].astype(int).to_numpy(), int(repeats))
+    x_fit, y_fit = stage1_inputs(emb, table, plan_rows.fit, target)
     x_val, y_val = emb["clean"][plan_rows.val], table.loc[plan_rows.val, target].astype(int).to_numpy()
     out = RunFolder(out_dir)
     scored = scored_rows(table)
@@ -291,7 +282,9 @@ def train_transfer(
             published_head = build_head(
                 x_fit.shape[1:], n_classes, settings.head, settings.dropout, settings.dense_units
             )
-            x_all, y_all = all_train_inputs(emb, table, plan_rows, target)
+            # Published: refitted on the whole TRAIN role (fit rows as resampled, plus the
+            # validation slice) once the slice has done its job, judging stage 2.
+            x_all, y_all = stage1_inputs(emb, table, np.concatenate([plan_rows.fit, plan_rows.val]), target)
             load_into_head(
                 published_head,
                 fit_probe(x_all, y_all, n_classes, settings.stage1_c, plan_rows.class_weight, split.seed),

@@ -85,9 +85,11 @@ def rename_path(source: Path, target: Path) -> None:
     os.rename(source, target)
 
 
-def remove_tree(path: Path) -> None:
-    """Delete a folder and what is in it (nothing if it is gone already)."""
+def remove_tree(path: Path) -> bool:
+    """Delete a folder and what is in it (nothing if it is gone already); True if it was there."""
+    existed = path.exists()
     shutil.rmtree(path, ignore_errors=True)
+    return existed
 
 
 def sync_path(path: Path) -> None:
@@ -245,10 +247,7 @@ class Promotion:
             atomic_write_json(RunFolder(self.run_dir).champion_decision, self.decision)
 
     def delete_old(self) -> bool:
-        if not self.old.exists():
-            return False
-        remove_tree(self.old)
-        return True
+        return remove_tree(self.old)
 
     def delete_intent(self) -> None:
         self.intent_path.unlink(missing_ok=True)
@@ -264,10 +263,7 @@ class Promotion:
         return True
 
     def delete_staging(self) -> bool:
-        if not self.staging.exists():
-            return False
-        remove_tree(self.staging)
-        return True
+        return remove_tree(self.staging)
 
     # --- recovery ----------------------------------------------------------------------------
     def committed(self) -> bool:

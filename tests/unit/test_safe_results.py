@@ -209,9 +209,9 @@ def test_a_pipe_planted_as_a_record_is_removed_without_being_opened(tmp_path: Pa
     assert len(warnings_seen) == 1 and "not a regular file" in warnings_seen[0]
 
 
-def test_a_bad_record_that_cannot_be_deleted_makes_the_step_run_uncached(
-    tmp_path: Path, warnings_seen: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def planted_record_under_its_key(tmp_path: Path) -> tuple[FingerprintPolicy, SimpleNamespace, str, Path]:
+    """A step context whose result storage holds, under the step's own cache key, a pickle that
+    would create ``marker`` if it were ever unpickled: (policy, context, key, marker)."""
     policy, marker = FingerprintPolicy(code="tasks.io"), tmp_path / "marker"
     store = SimpleNamespace(metadata_storage=None, result_storage=LocalFileSystem(basepath=str(tmp_path / "res")))
     ctx = SimpleNamespace(task=SimpleNamespace(fn=tiny_step, name="tiny-step"), result_store=store)
@@ -219,6 +219,13 @@ def test_a_bad_record_that_cannot_be_deleted_makes_the_step_run_uncached(
     assert key is not None
     (tmp_path / "res").mkdir()
     (tmp_path / "res" / key).write_bytes(pickle_record(marker))
+    return policy, ctx, key, marker
+
+
+def test_a_bad_record_that_cannot_be_deleted_makes_the_step_run_uncached(
+    tmp_path: Path, warnings_seen: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy, ctx, key, marker = planted_record_under_its_key(tmp_path)
 
     def refuse(self: Path, missing_ok: bool = False) -> None:
         raise PermissionError(13, "Permission denied", str(self))
@@ -231,13 +238,7 @@ def test_a_bad_record_that_cannot_be_deleted_makes_the_step_run_uncached(
 
 def test_computing_the_key_vets_the_file_prefect_will_read(tmp_path: Path, warnings_seen: list[str]) -> None:
     """The key is the record's file name under the result storage: that file is checked first."""
-    policy, marker = FingerprintPolicy(code="tasks.io"), tmp_path / "marker"
-    store = SimpleNamespace(metadata_storage=None, result_storage=LocalFileSystem(basepath=str(tmp_path / "res")))
-    ctx = SimpleNamespace(task=SimpleNamespace(fn=tiny_step, name="tiny-step"), result_store=store)
-    key = policy.compute_key(ctx, {"x": 1}, {})
-    assert key is not None
-    (tmp_path / "res").mkdir()
-    (tmp_path / "res" / key).write_bytes(pickle_record(marker))
+    policy, ctx, key, marker = planted_record_under_its_key(tmp_path)
     assert policy.compute_key(ctx, {"x": 1}, {}) == key
     assert not (tmp_path / "res" / key).exists() and not marker.exists()
     assert len(warnings_seen) == 1 and key in warnings_seen[0]
