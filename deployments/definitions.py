@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.data.settings import DataSettings
+from tasks.drift.events import DATA_CHANGED_EVENT, data_changed_match
+
+if TYPE_CHECKING:
+    from prefect.events import DeploymentEventTrigger
 
 TAGS = ("living-things",)
 DEFAULT_CRON = "0 3 * * 1"  # weekly retraining: Mondays 03:00
@@ -30,6 +34,7 @@ class DeploymentSpec:
     tags: tuple[str, ...]
     schedule: Optional[Literal["cron", "validate_cron"]]  # which ServeSettings field holds its cron
     training: bool  # training saturates the machine (or the GPU): concurrency limit, GPU queue
+    retrain_on_data_change: bool = False  # triggered by living-things.data.changed (data_change_trigger)
 
 
 DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
@@ -45,10 +50,12 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(
         name="weekly-retrain",
         entrypoint="flows.full.full_pipeline",
-        description="Scheduled retraining ({cron}, {timezone}); unchanged data and settings are served from the cache.",
+        description="Scheduled retraining ({cron}, {timezone}), and as soon as a validation finds the data changed "
+        "(event living-things.data.changed); unchanged data and settings are served from the cache.",
         tags=(*TAGS, "training", "scheduled"),
         schedule="cron",
         training=True,
+        retrain_on_data_change=True,
     ),
     DeploymentSpec(
         name="daily-validate",
@@ -57,6 +64,15 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         "no training.",
         tags=(*TAGS, "validation", "scheduled"),
         schedule="validate_cron",
+        training=False,
+    ),
+    DeploymentSpec(
+        name="predict",
+        entrypoint="flows.predict.predict",
+        description="Classify new images with the champion (or a run's best model): fill in images (a folder or a "
+        "CSV with a filename column); writes <output-dir>/predictions/<id>/predictions.csv and a gallery.",
+        tags=(*TAGS, "prediction", "manual"),
+        schedule=None,
         training=False,
     ),
 )
@@ -75,7 +91,9 @@ class ServeSettings(BaseModel):
     weekly_refresh: bool = Field(
         False, description="the weekly run recomputes everything instead of reusing cached steps"
     )
-    concurrency_limit: int = Field(1, ge=1, description="training runs at once (further runs wait their turn)")
+    concurrency_limit: int = Field(
+        1, ge=1, description="training runs at once, all training deployments together (further runs wait their turn)"
+    )
     limit: Optional[int] = Field(
         None, ge=1, description="flow runs this serving process executes at once (empty: Prefect's default)"
     )
@@ -100,3 +118,28 @@ class ServeSettings(BaseModel):
         if spec.schedule == "cron" and self.weekly_refresh:
             params["runtime"] = {"refresh": True}
         return {"params": params}
+
+
+def data_change_trigger(
+    spec: DeploymentSpec, settings: ServeSettings, resolve: bool = True
+) -> Optional[DeploymentEventTrigger]:
+    """The trigger that retrains when a validation of this deployment's data finds it changed.
+
+    It matches `living-things.data.changed` events about the deployment's output directory AND its
+    data directory (tasks.drift.events), and starts a run with the deployment's own parameters:
+    the data that changed are the data it trains on. ``resolve=False`` for prefect.yaml (relative
+    paths matched as path suffixes). None for deployments without ``retrain_on_data_change``.
+    """
+    if not spec.retrain_on_data_change:
+        return None
+    from prefect.events import DeploymentEventTrigger
+
+    return DeploymentEventTrigger(
+        name=f"{spec.name}: retrain on changed data",
+        description="A validation found the data changed (fingerprint or significant drift against the champion).",
+        expect={DATA_CHANGED_EVENT},
+        match=data_changed_match(settings.output_dir, settings.data_dir, resolve=resolve),
+        posture="Reactive",
+        threshold=1,
+        within=0,
+    )

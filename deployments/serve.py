@@ -1,9 +1,10 @@
 """Register and serve the pipeline's deployments: `python -m deployments.serve`.
 
 The deployments of `deployments.definitions` (manual, weekly-retrain, daily-validate), served by
-this one long-running process (no work pool needed). The training deployments allow one run at a
-time (further runs wait their turn): training saturates the machine, or the GPU when there is
-one. Stop with Ctrl-C; the schedules are paused on shutdown and resume when the process serves
+this one long-running process (no work pool needed). Training runs hold a slot of the global
+concurrency limit ``training`` (flows.slots; ``--concurrency-limit`` slots, created here), so one
+training run at a time across all training deployments (further runs wait their turn): training
+saturates the machine, or the GPU when there is one. Stop with Ctrl-C; the schedules are paused on shutdown and resume when the process serves
 again. See deployments/README.md.
 """
 
@@ -12,7 +13,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from deployments.definitions import DEFAULT_CRON, DEFAULT_VALIDATE_CRON, DEPLOYMENTS, DeploymentSpec, ServeSettings
+from deployments.definitions import (
+    DEFAULT_CRON,
+    DEFAULT_VALIDATE_CRON,
+    DEPLOYMENTS,
+    DeploymentSpec,
+    ServeSettings,
+    data_change_trigger,
+)
 
 __all__ = ["DEFAULT_CRON", "DEFAULT_VALIDATE_CRON", "ServeSettings", "build_deployments", "main", "parse_settings"]
 
@@ -32,6 +40,7 @@ def build_deployment(spec: DeploymentSpec, settings: ServeSettings) -> Any:
     from prefect.schedules import Cron
 
     cron = settings.cron_of(spec)
+    trigger = data_change_trigger(spec, settings)
     limit = ConcurrencyLimitConfig(
         limit=settings.concurrency_limit, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
     )
@@ -42,6 +51,7 @@ def build_deployment(spec: DeploymentSpec, settings: ServeSettings) -> Any:
         schedules=[Cron(cron, timezone=settings.timezone)] if cron else None,
         parameters=settings.parameters_of(spec),
         concurrency_limit=limit if spec.training else None,
+        triggers=[trigger] if trigger else None,  # an automation, created when the deployment is registered
         entrypoint_type=EntrypointType.MODULE_PATH,  # runs from any directory
     )
 
@@ -85,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     quiet_environment()
     from prefect import serve
 
+    from flows.slots import TRAINING_LIMIT, upsert_limit
+
+    # Shared by every training deployment (a deployment's own limit only queues its own runs).
+    upsert_limit(TRAINING_LIMIT, settings.concurrency_limit)
     serve(*build_deployments(settings), limit=settings.limit)
     return 0
 

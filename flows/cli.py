@@ -117,10 +117,11 @@ def add_model_arguments(
 
 def add_field_argument(group: Any, dest: str, field: Any, flags: list[str]) -> None:
     """One field's flag(s) in its group."""
-    default = field.get_default(call_default_factory=True)
+    default = None if field.is_required() else field.get_default(call_default_factory=True)
     inner, optional = unwrap_optional(field.annotation)
     shown = "empty" if default is None else (" ".join(map(str, default)) if isinstance(default, list) else default)
-    help_text = f"{field.description or ''} (default: {shown})".replace("%", "%%")
+    help_text = f"{field.description or ''} ({'required' if field.is_required() else f'default: {shown}'})"
+    help_text = help_text.replace("%", "%%")
     if inner is bool:
         group.add_argument(
             *flags, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text

@@ -19,14 +19,17 @@ from prefect.futures import PrefectFuture
 
 from flows.caching import result_storage_block, step_dir
 from flows.cli import fail, parse_model, quiet_environment
+from flows.failures import INPUT_ERRORS, input_failure
 from flows.notify import notify_on_failure
 from flows.params import LEGACY_FLAGS, PipelineParams
 from flows.runners import make_task_runner
+from flows.slots import training_slot
 from flows.steps import (
     adopt_task,
     artifacts_task,
     baseline_task,
     download_task,
+    drift_reference_task,
     embeddings_task,
     evaluate_task,
     gate_task,
@@ -85,15 +88,20 @@ def full_pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
     The stages run as a subflow so that the task runner chosen in the parameters (threads or a
     Dask cluster) applies to UI-triggered and scheduled runs too, not only to the CLI. The whole
     run holds the output directory's lock (tasks.lock): a second run on it waits, or with
-    ``runtime.wait`` off fails at once naming the holder.
+    ``runtime.wait`` off fails at once naming the holder. A run of a deployment first takes a
+    slot of the global ``training`` concurrency limit (flows.slots): one training run at a time
+    across every training deployment.
     """
     runtime = params.runtime
-    check_inputs(params)  # before the lock creates anything in the output directory
-    with output_dir_lock(params.data.output_dir, wait=runtime.wait):
-        if runtime.task_runner == "thread":  # this flow's own runner: no subflow needed
-            return run_stages.fn(params)
-        runner = make_task_runner(runtime.task_runner, runtime.dask_address)
-        return run_stages.with_options(task_runner=runner)(params)
+    try:
+        check_inputs(params)  # before the lock creates anything in the output directory
+        with training_slot(), output_dir_lock(params.data.output_dir, wait=runtime.wait):
+            if runtime.task_runner == "thread":  # this flow's own runner: no subflow needed
+                return run_stages.fn(params)
+            runner = make_task_runner(runtime.task_runner, runtime.dask_address)
+            return run_stages.with_options(task_runner=runner)(params)
+    except INPUT_ERRORS as exc:  # the user's to fix: one reason, no traceback (flows.failures)
+        return input_failure(exc)  # type: ignore[no-any-return]
 
 
 @flow(name="living-things-stages", log_prints=True)
@@ -208,7 +216,12 @@ def train_models(params: PipelineParams, table: Path, n_classes: int, cache_dir:
     transfer = params.transfer.resolved()
     if transfer.enabled or baselines.embedding_models:
         spec = EmbeddingSpec.of(transfer, split.seed)
-        embeddings = Path(embeddings_task.with_options(**cached)(table, spec, cache_dir, refresh=refresh))
+        embeddings = Path(
+            embeddings_task.with_options(**cached)(
+                table, spec, cache_dir, refresh=refresh, chunk_size=transfer.feature_chunk
+            )
+        )
+        drift_reference_task(table, embeddings, spec)  # what later data is compared with (tasks.drift)
         for model in baselines.embedding_models:
             submit_baseline(model, transfer.backbone, embeddings, baselines.on_embeddings())
         if transfer.enabled:

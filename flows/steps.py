@@ -22,11 +22,17 @@ from flows.validation_reuse import reuse_validated_report, validation_key
 from tasks.data.sample import ensure_sample
 from tasks.data.settings import SplitSettings
 from tasks.data.splitting import split_dataset
+from tasks.drift.check import check_drift
+from tasks.drift.reference import write_drift_reference
 from tasks.kaggle import download_competition, submit_champion
 from tasks.models.baselines import train_baseline
 from tasks.models.embeddings import compute_embeddings
 from tasks.models.features import pixel_features
 from tasks.models.settings import TransferSettings
+from tasks.predict.inputs import validate_inputs
+from tasks.predict.output import predict_inputs
+from tasks.predict.report import publish_prediction
+from tasks.predict.source import take_model
 from tasks.results.champion import promote_run
 from tasks.results.evaluation import evaluate_models
 from tasks.results.plots import make_run_plots
@@ -131,3 +137,17 @@ publish_validation_task = step(publish_validation, name="publish-validation", **
 #: Key of a validation outcome (data, settings, code); computed in the flow's process, never cached.
 validation_key_task = step(validation_key, name="validation-key", cache_policy=NO_CACHE)
 reuse_validation_task = step(reuse_validated_report, name="reuse-validation", cache_policy=NO_CACHE)
+
+# --- prediction --------------------------------------------------------------------------------
+# Never cached: each call classifies the images as they are now with the model published now.
+# The model runs in the flow's process (imports Keras only when the model needs it).
+take_model_task = step(take_model, name="take-model", **UNCACHED)
+check_images_task = step(validate_inputs, name="check-images", retries=2, retry_delay_seconds=[1, 5], **UNCACHED)
+predict_images_task = step(predict_inputs, name="predict-images", **UNCACHED)
+publish_prediction_task = step(publish_prediction, name="publish-predictions", **UNCACHED)
+
+# --- drift -------------------------------------------------------------------------------------
+#: A run's drift reference (seconds: one read of its cached features); written for every run, never cached.
+drift_reference_task = step(write_drift_reference, name="drift-reference", **UNCACHED)
+#: Today's data against the champion's (standalone validation); its event is emitted once per run.
+check_drift_task = step(check_drift, name="check-drift", **UNCACHED)

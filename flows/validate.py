@@ -17,8 +17,10 @@ from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.cli import parse_model, quiet_environment
+from flows.failures import INPUT_ERRORS, input_failure
 from flows.notify import notify_on_failure
 from flows.steps import (
+    check_drift_task,
     prepare_sample_task,
     publish_validation_task,
     scan_images_task,
@@ -88,17 +90,25 @@ def validate(params: ValidateParams = ValidateParams()) -> ValidationReport:
     """Standalone validation: a new run folder, the embedded sample unless a data dir is given.
 
     Holds the output directory's lock (tasks.lock) throughout, like ``full_pipeline``: a run that
-    finds it taken waits for the holder (one log line names it).
+    finds it taken waits for the holder (one log line names it). Data that passed are compared
+    with the champion's (tasks.drift.check: ``data-drift`` artifact, ``validation/drift.json``);
+    changed data emit ``living-things.data.changed``, which the weekly-retrain deployment's trigger
+    turns into a retrain.
     """
-    if params.data.data_dir is not None:  # UI-triggered runs too: nothing is written into the data
-        check_output_outside(params.data.data_dir, params.data.output_dir)
-    output = OutputDir(params.data.output_dir)
-    with output_dir_lock(output.root, wait=True):
-        data_dir = params.data.data_dir
-        if data_dir is None:
-            data_dir = prepare_sample_task(output.sample, params.data.sample_spec())
-        run = output.new_run()
-        return validate_dataset(Path(data_dir), run.root, params.validation, output.image_scan_cache)
+    try:
+        if params.data.data_dir is not None:  # UI-triggered runs too: nothing is written into the data
+            check_output_outside(params.data.data_dir, params.data.output_dir)
+        output = OutputDir(params.data.output_dir)
+        with output_dir_lock(output.root, wait=True):
+            data_dir = params.data.data_dir
+            if data_dir is None:
+                data_dir = prepare_sample_task(output.sample, params.data.sample_spec())
+            run = output.new_run()
+            report = validate_dataset(Path(data_dir), run.root, params.validation, output.image_scan_cache)
+            check_drift_task(report, output.root, params.validation)  # vs the champion; may emit an event
+            return report
+    except INPUT_ERRORS as exc:  # the user's to fix: one reason, no traceback (flows.failures)
+        return input_failure(exc)  # type: ignore[no-any-return]
 
 
 def format_report(report: ValidationReport) -> str:

@@ -10,6 +10,7 @@ in the run root while validation writes it under ``validation/``).
       sample/                           the embedded synthetic dataset
       champion/                         the served champion (a RunFolder-like copy)
       registry.jsonl                    one JSON line per champion decision
+      predictions/<YYYYmmdd-HHMMSS>-<hex>/  a PredictionFolder (one per `python -m flows.predict`)
 
 A cached step's work folder (``cache/steps/<step>/<key>/``) has the same layout as a run folder
 for what it writes (``predictions/``, ``models/``, histories), so its outputs are adopted into the
@@ -87,6 +88,11 @@ class RunFolder:
     def validation_summary(self) -> Path:
         return self.validation / "summary.html"
 
+    @property
+    def drift_report(self) -> Path:
+        """How the validated data compare with the champion's (tasks.drift), as JSON."""
+        return self.validation / "drift.json"
+
     # --- split and training -----------------------------------------------------------------
     @property
     def split(self) -> Path:
@@ -113,6 +119,13 @@ class RunFolder:
     def model_file(self, model: str, suffix: str) -> Path:
         """One model's saved file, ``models/<model><suffix>`` (``.skops``, ``.keras``: see tasks.models.persistence)."""
         return self.models / f"{model}{suffix}"
+
+    def model_inputs(self, model: str) -> Path:
+        """One model's inputs recipe, ``models/<model>.inputs.json``: what it eats (tasks.predict.recipe).
+
+        Named ``<model>.<...>`` so that it travels with the model file wherever the model goes
+        (tasks.results.champion.model_files)."""
+        return self.models / f"{model}.inputs.json"
 
     @property
     def training_history(self) -> Path:
@@ -147,6 +160,11 @@ class RunFolder:
     @property
     def submission(self) -> Path:
         return self.root / "submission.csv"
+
+    @property
+    def drift_reference(self) -> Path:
+        """Backbone features and label counts of the training rows: what later data is compared with (tasks.drift)."""
+        return self.root / "drift_reference.npz"
 
     @property
     def champion_decision(self) -> Path:
@@ -217,9 +235,64 @@ class OutputDir:
         """Held (flock) by the one run writing here; while held it records who holds it (tasks.lock)."""
         return self.root / ".lock"
 
+    @property
+    def predictions(self) -> Path:
+        """Batch predictions (`python -m flows.predict`), one new folder per call."""
+        return self.root / "predictions"
+
+    def new_prediction(self) -> PredictionFolder:
+        """Create ``predictions/<YYYYmmdd-HHMMSS>-<6 hex>/``: unique, so concurrent calls never share one."""
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        folder = PredictionFolder(self.predictions / f"{stamp}-{secrets.token_hex(3)}")
+        folder.root.mkdir(parents=True, exist_ok=False)
+        return folder
+
     def new_run(self) -> RunFolder:
         """Create ``runs/<YYYYmmdd-HHMMSS>-<6 hex>/``; names sort by start time (UTC)."""
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         folder = RunFolder(self.runs / f"{stamp}-{secrets.token_hex(3)}")
         folder.root.mkdir(parents=True, exist_ok=False)
         return folder
+
+
+@dataclass(frozen=True)
+class PredictionFolder:
+    """The files of one batch prediction (``<output-dir>/predictions/<id>/``)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def predictions(self) -> Path:
+        """filename, class index and name, one probability column per class; unreadable rows flagged."""
+        return self.root / "predictions.csv"
+
+    @property
+    def inputs(self) -> Path:
+        """The input images as listed and validated (filename, path, image_ok, problem)."""
+        return self.root / "inputs.csv"
+
+    @property
+    def scan_list(self) -> Path:
+        return self.root / "image_list.csv"
+
+    @property
+    def image_scan(self) -> Path:
+        return self.root / "image_scan.csv"
+
+    @property
+    def gallery(self) -> Path:
+        return self.root / "gallery.png"
+
+    @property
+    def record(self) -> Path:
+        """Which model predicted (champion or run, model name, promotion id) and the counts."""
+        return self.root / "prediction.json"
+
+    @property
+    def model_snapshot(self) -> RunFolder:
+        """The champion's files as they were when this prediction started (hard links): a promotion
+        that swaps the champion meanwhile cannot mix two models' files."""
+        return RunFolder(self.root / "model")

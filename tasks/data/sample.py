@@ -403,14 +403,18 @@ def generate_sample(data_dir: Path, spec: SampleSpec) -> Path:
     from tasks.data.dataset import INFO_FILE, PUBLIC_DIR
 
     public = tmp / PUBLIC_DIR
-    public.mkdir(parents=True)
-    (public / INFO_FILE).write_text(
-        json.dumps({"coarse": list(COARSE_NAMES), "fine": list(FINE_NAMES)}, indent=1), encoding="utf-8"
-    )
-    for split, families in _plan_rows(spec).items():
-        write_split(public, split, families, spec)
-    (tmp / STAMP_NAME).write_text(json.dumps(stamp_of(spec), indent=1), encoding="utf-8")
-    tmp.rename(data_dir)
+    try:
+        public.mkdir(parents=True)
+        (public / INFO_FILE).write_text(
+            json.dumps({"coarse": list(COARSE_NAMES), "fine": list(FINE_NAMES)}, indent=1), encoding="utf-8"
+        )
+        for split, families in _plan_rows(spec).items():
+            write_split(public, split, families, spec)
+        (tmp / STAMP_NAME).write_text(json.dumps(stamp_of(spec), indent=1), encoding="utf-8")
+        tmp.rename(data_dir)
+    except BaseException:  # also a cancelled run (Prefect raises TerminationSignal on SIGTERM) or Ctrl-C
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return data_dir
 
 

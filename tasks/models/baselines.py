@@ -6,6 +6,7 @@ subsample). They show what the transfer-learning model has to beat.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.base import ClassifierMixin
@@ -13,6 +14,9 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.svm import SVC
 
 from tasks.models.settings import BaselineSettings
+
+if TYPE_CHECKING:
+    from tasks.predict.recipe import Inputs
 
 
 def fit_random_forest(
@@ -76,6 +80,22 @@ def load_feature_matrix(path: Path, table_path: Path) -> np.ndarray:
     return load_pixel_features(path, table_path)
 
 
+def feature_inputs(features_path: Path, settings: BaselineSettings) -> Inputs:
+    """The inputs recipe (`tasks.predict.recipe`) of a model fitted on ``features_path``: backbone
+    features carry their settings next to them; a pixel cache file carries size and colour in its name."""
+    from tasks.models.features import PIXEL_FILE
+    from tasks.predict.recipe import PixelInputs, embedding_inputs
+
+    if Path(features_path).suffix == ".npz":
+        from tasks.models.embeddings import read_recipe
+
+        return embedding_inputs(read_recipe(features_path))
+    named = PIXEL_FILE.fullmatch(Path(features_path).name)
+    if named is None:  # not one of our cache files: the settings' size, grayscale as flows.full computes
+        return PixelInputs(size=settings.pixel_size, grayscale=True)
+    return PixelInputs(size=int(named["size"]), grayscale=named["kind"] == "g")
+
+
 def train_baseline(
     kind: str,
     feature_name: str,
@@ -89,12 +109,14 @@ def train_baseline(
     """Fit one baseline on the train role, predict hold-out and test, persist both.
 
     The model is named ``<feature_name>_<kind>`` (e.g. ``pixels_random_forest``). Writes
-    ``predictions/<name>.csv`` and ``models/<name>.skops`` (skops, not pickle: see
-    tasks.models.persistence) under ``out_dir``; returns the CSV.
+    ``predictions/<name>.csv``, ``models/<name>.skops`` (skops, not pickle: see
+    tasks.models.persistence) and its inputs recipe ``models/<name>.inputs.json`` (what batch
+    prediction feeds it, `tasks.predict.recipe`) under ``out_dir``; returns the CSV.
     """
     from tasks.data.splitting import ROLE_TRAIN, read_table
     from tasks.layout import RunFolder
     from tasks.models.persistence import SKLEARN_SUFFIX, save_model
+    from tasks.predict.recipe import write_recipe
     from tasks.results.predictions import scored_rows, write_predictions
 
     table = read_table(table_path)
@@ -103,7 +125,8 @@ def train_baseline(
     model = fit_baseline(kind, matrix[train_mask], table.loc[train_mask, target].astype(int).to_numpy(), settings, seed)
     name = f"{feature_name}_{kind}"
     out = RunFolder(out_dir)
-    save_model(model, out.model_file(name, SKLEARN_SUFFIX))
+    model_path = save_model(model, out.model_file(name, SKLEARN_SUFFIX))
+    write_recipe(out.root, name, model_path, target, model.classes_, feature_inputs(features_path, settings))
     rows = scored_rows(table)
     predicted = model.predict(matrix[rows.index.to_numpy()])
     return write_predictions(rows, predicted, out.predictions_of(name))

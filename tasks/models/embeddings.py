@@ -14,6 +14,7 @@ was computed with sit next to it (``<name>.spec.json``), so any reader can rebui
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -25,6 +26,7 @@ from tasks.cache_files import DamagedCache, cache_lock, check_array, describe, d
 from tasks.data.dataset import image_ok_flags
 from tasks.data.splitting import ROLE_TRAIN, read_table
 from tasks.io import atomic_write, atomic_write_json, fingerprint_text
+from tasks.models.feature_chunks import CHUNK_FORMAT, extract_in_chunks
 from tasks.models.features import file_signature
 from tasks.models.settings import TransferSettings
 
@@ -60,7 +62,8 @@ def embedding_key(spec: EmbeddingSpec, paths: list[str], roles: list[str]) -> st
     """Cache key: the settings, every image's signature and (for the augmented views) the roles."""
     settings = json.dumps({k: v for k, v in asdict(spec).items() if k != "batch_size"}, sort_keys=True)
     role_part = ",".join(roles) if spec.views else ""
-    return fingerprint_text(settings, role_part, *(file_signature(p) for p in paths))
+    # CHUNK_FORMAT: the augmented views are seeded per chunk since the pass became chunked.
+    return fingerprint_text(CHUNK_FORMAT, settings, role_part, *(file_signature(p) for p in paths))
 
 
 def extract_features(
@@ -70,10 +73,19 @@ def extract_features(
     from tasks.models.images import iter_batches, make_image_dataset
 
     data = make_image_dataset(paths, None, spec.image_size, spec.batch_size, ok=ok, augment=augment, seed=seed)
-    batches = [np.asarray(model.predict_on_batch(batch)) for batch in iter_batches(data)]
-    width = model.output_shape[1:]
-    return np.concatenate(batches).astype(np.float16) if batches else np.zeros((0, *width), np.float16)
+    # Written into one preallocated array: a list of batches plus its concatenation held the
+    # features twice (and in float32) at the end of the pass.
+    out = np.empty((len(paths), *model.output_shape[1:]), np.float16)
+    start = 0
+    for batch in iter_batches(data):
+        features = np.asarray(model.predict_on_batch(batch))
+        out[start : start + len(features)] = features
+        start += len(features)
+    return out
 
+
+#: Images per chunk of the backbone pass (`TransferSettings.feature_chunk` is the one setting).
+DEFAULT_CHUNK: int = TransferSettings.model_fields["feature_chunk"].default
 
 #: The arrays of a cached embeddings file.
 EMBEDDING_ARRAYS = ("clean", "views", "train_rows")
@@ -141,10 +153,13 @@ def write_recipe(target: Path, spec: EmbeddingSpec) -> None:
     atomic_write_json(recipe, asdict(spec))
 
 
-def compute_embeddings(table_path: Path, spec: EmbeddingSpec, cache_dir: Path, refresh: bool = False) -> Path:
+def compute_embeddings(
+    table_path: Path, spec: EmbeddingSpec, cache_dir: Path, refresh: bool = False, chunk_size: int = DEFAULT_CHUNK
+) -> Path:
     """Cached ``.npz`` with ``clean`` (every table row, table order) and ``views`` (augmented
     copies of the train rows, ``views x n_train x ...``) plus ``train_rows`` (their row numbers).
-    A damaged cache file is computed again."""
+    A damaged cache file is computed again. The backbone pass runs in chunks of ``chunk_size``
+    images, each cached on its own (`tasks.models.feature_chunks`): a killed pass resumes."""
     table = read_table(table_path)
     target = target_for(table, spec, cache_dir)
     if target.is_file() and not refresh:
@@ -155,28 +170,51 @@ def compute_embeddings(table_path: Path, spec: EmbeddingSpec, cache_dir: Path, r
         except DamagedCache as err:
             discard(target, err.reason)
     write_recipe(target, spec)  # before the features: a reader that finds them can rebuild them
-    return atomic_write(target, lambda tmp: write_embeddings(tmp, table, spec))
-
-
-def write_embeddings(tmp: Path, table: Any, spec: EmbeddingSpec) -> None:
-    """Run the backbone over every image (and the augmented views of the train rows) into ``tmp``."""
-    import keras
-
-    from tasks.models.backbones import build_backbone
-
-    paths = table["path"].tolist()
-    keras.utils.set_random_seed(spec.seed)
-    model = build_backbone(
-        spec.backbone, input_size=spec.image_size, weights=spec.weights, pooling="avg" if spec.pooled else None
+    return atomic_write(
+        target, lambda tmp: write_embeddings(tmp, table, spec, Path(cache_dir), chunk_size=chunk_size, refresh=refresh)
     )
+
+
+def write_embeddings(
+    tmp: Path, table: Any, spec: EmbeddingSpec, cache_dir: Path, chunk_size: int = DEFAULT_CHUNK, refresh: bool = False
+) -> None:
+    """Run the backbone over every image (and the augmented views of the train rows) into ``tmp``,
+    chunk by chunk; finished chunks of an earlier, interrupted pass are reused."""
+    paths = table["path"].tolist()
     ok = image_ok_flags(table)
-    clean = extract_features(model, paths, ok, spec, augment=False, seed=spec.seed)
+
+    @functools.cache  # built once, and only if some chunk must be computed
+    def get_model() -> Any:
+        import keras
+
+        from tasks.models.backbones import build_backbone
+
+        keras.utils.set_random_seed(spec.seed)
+        return build_backbone(
+            spec.backbone, input_size=spec.image_size, weights=spec.weights, pooling="avg" if spec.pooled else None
+        )
+
+    def passes(chunk_paths: list[str], chunk_ok: np.ndarray, augment: bool, seed: int, label: str) -> np.ndarray:
+        return extract_in_chunks(
+            get_model,
+            lambda model, c, k, s: extract_features(model, c, k, spec, augment=augment, seed=s),
+            chunk_paths,
+            chunk_ok,
+            spec,
+            cache_dir,
+            augment=augment,
+            seed=seed,
+            chunk_size=chunk_size,
+            label=label,
+            refresh=refresh,
+        )
+
+    clean = passes(paths, ok, False, spec.seed, f"{spec.backbone} features")
     train_rows = np.flatnonzero((table["role"] == ROLE_TRAIN).to_numpy())
-    views = [
-        extract_features(model, [paths[i] for i in train_rows], ok[train_rows], spec, augment=True, seed=spec.seed + v)
-        for v in range(1, spec.views + 1)
-    ]
-    stacked = np.stack(views) if views else np.zeros((0, len(train_rows), *clean.shape[1:]), np.float16)
+    stacked = np.empty((spec.views, len(train_rows), *clean.shape[1:]), np.float16)
+    for v in range(1, spec.views + 1):
+        view_paths = [paths[i] for i in train_rows]
+        stacked[v - 1] = passes(view_paths, ok[train_rows], True, spec.seed + v, f"{spec.backbone} view {v}")
     with open(tmp, "wb") as handle:
         np.savez(handle, clean=clean, views=stacked, train_rows=train_rows)
 

@@ -39,11 +39,14 @@ def load_pixel_vector(path: str, size: int, grayscale: bool = True) -> np.ndarra
 
 
 def load_pixel_matrix(paths: list[str], size: int, grayscale: bool = True, workers: int = 4) -> np.ndarray:
-    """Stack many images into an (n, size*size[*3]) matrix, decoding in parallel."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        rows = list(pool.map(lambda p: load_pixel_vector(p, size, grayscale), paths, chunksize=64))
+    """Many images as one (n, size*size[*3]) matrix, decoding in parallel; each row is written
+    into the preallocated matrix as it arrives (a list of rows then `np.stack` held it twice)."""
     width = size * size * (1 if grayscale else 3)
-    return np.stack(rows) if rows else np.zeros((0, width), np.float32)
+    matrix = np.empty((len(paths), width), np.float32)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for i, row in enumerate(pool.map(lambda p: load_pixel_vector(p, size, grayscale), paths, chunksize=64)):
+            matrix[i] = row
+    return matrix
 
 
 def save_matrix(path: Path, matrix: np.ndarray) -> Path:

@@ -92,6 +92,12 @@ class TransferSettings(BaseModel):
     dense_units: int = Field(512, ge=1, description="flatten-dense head: units of its hidden Dense layer.")
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the classifier.")
     batch_size: int = Field(32, ge=1, description="Images per batch.")
+    feature_chunk: int = Field(
+        2048,
+        ge=1,
+        description="Backbone pass: images per chunk, each cached on its own as it finishes (a killed run resumes "
+        "from the last finished chunk).",
+    )
     views: int = Field(0, ge=0, le=10, description="Extra augmented views of each training image for stage 1.")
     stage1: Literal["probe", "train"] = Field(
         "probe",

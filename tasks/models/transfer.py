@@ -56,6 +56,9 @@ def build_finetune_model(
 
 # --- the two stages, end to end -------------------------------------------------------------
 
+#: Batch of the stage-1 head's predictions on cached features (its inputs recipe records it).
+HEAD_PREDICT_BATCH = 256
+
 
 @dataclass(frozen=True)
 class TrainingRows:
@@ -248,22 +251,27 @@ def train_transfer(
     cache_dir: Path,
     refresh: bool = False,
 ) -> dict[str, str]:
-    """Both stages; writes predictions for the head-only and the fine-tuned model, the training
-    history and the class counts before/after resampling. Returns model name -> predictions CSV."""
+    """Both stages; writes predictions for the head-only and the fine-tuned model, their model files
+    (``models/<backbone>_head.keras``, ``<backbone>_finetuned.keras`` when published) with their inputs
+    recipes (`tasks.predict.recipe`), the training history and the class counts before/after
+    resampling. Returns model name -> predictions CSV."""
     from tasks.data.splitting import read_table
     from tasks.logs import get_logger
     from tasks.models.augment import build_augmenter
     from tasks.models.backbones import build_backbone
     from tasks.models.devices import distribution_scope, plan_devices
     from tasks.models.embeddings import EmbeddingSpec, load_embeddings
+    from tasks.models.persistence import KERAS_SUFFIX, save_model
     from tasks.models.probe import fit_probe, load_into_head
+    from tasks.predict.recipe import ImageInputs, embedding_inputs, write_recipe
     from tasks.results.predictions import scored_rows, write_predictions
 
     logger = get_logger()
     target = split.target
     # First, as its own step would: a damaged features file is rebuilt (seeding Keras itself)
     # before this step seeds, so that training then runs exactly as after a cold features step.
-    emb = load_embeddings(embeddings_path, table_path, EmbeddingSpec.of(settings, split.seed))
+    spec = EmbeddingSpec.of(settings, split.seed)
+    emb = load_embeddings(embeddings_path, table_path, spec)
     keras.utils.set_random_seed(split.seed)
     devices = plan_devices(settings.precision)
     logger.info("Training on %s", devices.description)
@@ -294,11 +302,17 @@ def train_transfer(
             published_head = head
         stage1_score = max(r["val_macro_f1"] for r in history)
         logger.info("Stage 1 (%s): validation-slice macro-F1 %.3f", settings.stage1, stage1_score)
-        head_probs = published_head.predict(emb["clean"][scored.index.to_numpy()], verbose=0, batch_size=256)
+        head_probs = published_head.predict(
+            emb["clean"][scored.index.to_numpy()], verbose=0, batch_size=HEAD_PREDICT_BATCH
+        )
         name = settings.backbone
         outputs[f"{name}_head"] = str(
             write_predictions(scored, head_probs.argmax(1), out.predictions_of(f"{name}_head"))
         )
+        # Saved now: stage 2 fine-tunes ``head`` in place (the trained, non-probe head is the published one).
+        head_file = save_model(published_head, out.model_file(f"{name}_head", KERAS_SUFFIX))
+        inputs = embedding_inputs(spec, predict_batch_size=HEAD_PREDICT_BATCH)
+        write_recipe(out.root, f"{name}_head", head_file, target, range(n_classes), inputs)
         decision = {"published": f"{name}_head", "reason": "stage 2 is off (--transfer.stage2-epochs 0)"}
         if settings.stage2_epochs > 0:
             backbone = build_backbone(
@@ -325,8 +339,9 @@ def train_transfer(
                 outputs[f"{name}_finetuned"] = str(
                     write_predictions(scored, probs.argmax(1), out.predictions_of(f"{name}_finetuned"))
                 )
-                out.models.mkdir(parents=True, exist_ok=True)
-                model.save(out.model_file(f"{name}_finetuned", ".keras"))
+                tuned_file = save_model(model, out.model_file(f"{name}_finetuned", KERAS_SUFFIX))
+                images = ImageInputs(image_size=size, batch_size=settings.batch_size)
+                write_recipe(out.root, f"{name}_finetuned", tuned_file, target, range(n_classes), images)
     atomic_write_json(
         out.training_history, {"model": settings.backbone, "stage1": settings.stage1, **decision, "epochs": history}
     )

@@ -208,8 +208,10 @@ def decide_promotion(
 def model_files(run_dir: Path, model: str) -> list[Path]:
     """The saved file(s) of the named model under ``<run>/models/``, if any.
 
-    Baselines save ``<features>_<kind>.skops``, the fine-tuned network ``<backbone>_finetuned.keras``;
-    the stage-1 head (``<backbone>_head``) has no file of its own, which is recorded, not an error.
+    Baselines save ``<features>_<kind>.skops``, the transfer step ``<backbone>_head.keras`` and
+    ``<backbone>_finetuned.keras``; each next to its inputs recipe ``<model>.inputs.json``
+    (`tasks.predict.recipe`), which travels with it. A model without files (a run of an older
+    version) is recorded, not an error.
     """
     folder = RunFolder(run_dir).models
     if not folder.is_dir():
@@ -237,6 +239,8 @@ def build_champion(run_dir: Path, staging: Path, record: dict[str, Any]) -> dict
     staging.mkdir(parents=True, exist_ok=False)
     shutil.copy2(run.metrics, built.metrics)
     shutil.copy2(run.split, built.split)
+    if run.drift_reference.is_file():  # what the validate flow compares new data with (tasks.drift)
+        shutil.copy2(run.drift_reference, built.drift_reference)
     submission_path = run.submission
     if not submission_path.is_file():
         raise ChampionError(f"{submission_path} not found: a champion needs the run's submission")
@@ -260,6 +264,22 @@ def build_champion(run_dir: Path, staging: Path, record: dict[str, Any]) -> dict
     }
     atomic_write_json(built.champion_record, record)
     return record
+
+
+def build_and_check(run_dir: Path, staging: Path, record: dict[str, Any], settings: GateSettings) -> dict[str, Any]:
+    """`build_champion`, then the exported-model check on the STAGED files (a fresh process must reload
+    them and reproduce the run's hold-out predictions, `tasks.predict.export_check`), before anything
+    is swapped in; its outcome is added to the staged champion.json. Raises `ExportCheckFailed`."""
+    from tasks.predict.export_check import check_exported_model
+
+    built = build_champion(run_dir, staging, record)
+    outcome = check_exported_model(
+        run_dir, staging, built["model"], settings.export_check_rows, settings.export_check_timeout_s
+    )
+    get_logger().info("Exported-model check of %s: %s", built["model"], outcome)
+    built = {**built, "export_check": outcome}
+    atomic_write_json(RunFolder(staging).champion_record, built)
+    return built
 
 
 def record_decision(run_dir: Path, output_dir: Path, challenger: Mapping[str, Any], decision: Decision) -> Decision:
@@ -287,8 +307,11 @@ def promote_run(
     samples. ``settings.force_promote``: promote whatever the gate says (the reason keeps what it would have said).
     Every decision is appended to ``registry.jsonl`` and written to ``<run>/champion_decision.json``.
     A submission that fails its checks stops the promotion with `SubmissionError` (the old champion
-    and its submission are untouched) and is recorded as kept.
+    and its submission are untouched) and is recorded as kept. A model whose staged files do not
+    reload in a fresh process and reproduce the run's hold-out predictions (`build_and_check`) is not
+    promoted either (forced or not); the returned decision and the registry line say why.
     """
+    from tasks.predict.export_check import ExportCheckFailed
     from tasks.results.submission import SubmissionError
 
     run_dir = Path(run_dir).resolve()
@@ -324,13 +347,22 @@ def promote_run(
         )
         record = {**challenger, "forced": decision.forced, "promotion_id": promotion_id}
         try:
-            promotion.build(lambda staging: build_champion(run_dir, staging, record))
+            promotion.build(lambda staging: build_and_check(run_dir, staging, record, settings))
         except SubmissionError as exc:
             refused = Decision(
                 False, f"promotion refused: {exc}", run=decision.run, champion_before=decision.champion_before
             )
             record_decision(run_dir, output_dir, challenger, refused)
             raise
+        except ExportCheckFailed as exc:  # the staging folder is gone (Promotion.build); the champion untouched
+            refused = Decision(
+                False,
+                f"not promoted: the exported-model check failed: {exc}.",
+                run=decision.run,
+                champion_before=decision.champion_before,
+                champion_dir=str(target) if champion is not None else None,
+            )
+            return record_decision(run_dir, output_dir, challenger, refused)
         promotion.carry_out()
         get_logger().info("Run %s promoted to champion (%s): %s", challenger["run"], target, promoted.reason)
         return promoted

@@ -1,7 +1,8 @@
 """Prefect artifacts for every run: a report people can read in the UI, tables, progress.
 
 Keys are fixed (``run-report``, ``per-class-metrics``, ``model-comparison``,
-``training-progress``), so the Prefect UI's Artifacts page shows each one's history across runs.
+``training-progress-stage-<n>``), so the Prefect UI's Artifacts page shows each one's history
+across runs. Table cells are rounded to 3 decimals, as in the report.
 Plots are embedded in the markdown as base64 PNG data URIs: `create_image_artifact` only
 renders public URLs, which a laptop run or an air-gapped server does not have.
 
@@ -29,6 +30,8 @@ REPORT_KEY = "run-report"
 PER_CLASS_KEY = "per-class-metrics"
 COMPARISON_KEY = "model-comparison"
 PROGRESS_KEY = "training-progress"
+#: Decimals of the scores in the table artifacts (the UI shows a float's every digit).
+TABLE_DECIMALS = 3
 #: Embedded PNGs larger than this are palette-quantised (then shrunk) so the report stays loadable.
 MAX_EMBEDDED_PNG_BYTES = 400_000
 PLOT_TITLES = {
@@ -94,9 +97,9 @@ def per_class_table(metrics: Mapping[str, Any], model: str | None = None) -> lis
             "model": model,
             "index": row["index"],
             "class": row["name"],
-            "precision": round(float(row["precision"]), 4),
-            "recall": round(float(row["recall"]), 4),
-            "f1": round(float(row["f1"]), 4),
+            "precision": round(float(row["precision"]), TABLE_DECIMALS),
+            "recall": round(float(row["recall"]), TABLE_DECIMALS),
+            "f1": round(float(row["f1"]), TABLE_DECIMALS),
             "support": int(row["support"]),
         }
         for row in metrics["models"][model]["per_class"]
@@ -109,9 +112,9 @@ def comparison_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
         {
             "rank": i + 1,
             "model": r["model"],
-            "macro_f1": round(float(r["macro_f1"]), 4),
-            "accuracy": round(float(r["accuracy"]), 4),
-            "weighted_f1": round(float(r["weighted_f1"]), 4),
+            "macro_f1": round(float(r["macro_f1"]), TABLE_DECIMALS),
+            "accuracy": round(float(r["accuracy"]), TABLE_DECIMALS),
+            "weighted_f1": round(float(r["weighted_f1"]), TABLE_DECIMALS),
         }
         for i, r in enumerate(metrics["comparison"])
     ]
@@ -121,9 +124,9 @@ def comparison_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
             {
                 "rank": None,
                 "model": "(majority-class reference)",
-                "macro_f1": round(float(reference["macro_f1"]), 4),
-                "accuracy": round(float(reference["accuracy"]), 4),
-                "weighted_f1": round(float(reference["weighted_f1"]), 4),
+                "macro_f1": round(float(reference["macro_f1"]), TABLE_DECIMALS),
+                "accuracy": round(float(reference["accuracy"]), TABLE_DECIMALS),
+                "weighted_f1": round(float(reference["weighted_f1"]), TABLE_DECIMALS),
             }
         )
     return rows

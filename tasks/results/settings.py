@@ -28,6 +28,15 @@ class GateSettings(BaseModel):
         0.05, ge=0.0, le=1.0, description="...and no class's hold-out F1 drops by more than this."
     )
     force_promote: bool = Field(False, description="Replace the champion whatever the gate says (recorded as forced).")
+    export_check_rows: int = Field(
+        256,
+        ge=0,
+        description="Before a promotion the candidate's saved model is reloaded in a fresh process and must "
+        "reproduce its recorded predictions on up to this many hold-out images (evenly spaced); 0 skips the check.",
+    )
+    export_check_timeout_s: float = Field(
+        900.0, gt=0, description="...and must do so within this many seconds, or it is not promoted."
+    )
 
 
 class KaggleSettings(BaseModel):

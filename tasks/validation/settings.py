@@ -48,3 +48,17 @@ class ValidationSettings(BaseModel):
     )
     scan_workers: Optional[int] = Field(None, ge=1, description="Image scan threads (empty: one per CPU).")
     max_examples: int = Field(5, ge=1, le=100, description="Offending rows or files quoted per failed rule.")
+    drift_alpha: float = Field(
+        0.01,
+        gt=0.0,
+        lt=1.0,
+        description="Drift check against the champion (standalone validation): the data drifted when a "
+        "Benjamini-Hochberg adjusted KS p-value of a backbone feature, or the label distribution's "
+        "chi-square p-value, is below this.",
+    )
+    drift_images: int = Field(
+        256,
+        ge=0,
+        description="Labelled images (a seeded subsample) whose backbone features the drift check compares "
+        "with the champion's; 0 skips the backbone pass.",
+    )

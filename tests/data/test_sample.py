@@ -115,3 +115,26 @@ def test_nothing_but_the_subject_depends_on_the_label(tmp_path: Path) -> None:
     b = render_image(len(FINE_NAMES) - 1, np.random.default_rng(5), spec)
     assert a.size == b.size
     assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() > 0
+
+
+def test_an_interrupted_generation_leaves_no_partial_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run cancelled from the UI (Prefect raises a BaseException on SIGTERM) or Ctrl-C part-way
+    through the sample leaves neither a half sample nor its ``.partial`` folder behind."""
+    import tasks.data.sample as sample
+
+    calls = []
+    real_write_split = sample.write_split
+
+    def cancelled_after_one_split(*args: object, **kwargs: object) -> None:
+        if calls:
+            raise KeyboardInterrupt  # what a cancellation looks like to the code (not an Exception)
+        calls.append(1)
+        real_write_split(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sample, "write_split", cancelled_after_one_split)
+    spec = replace(TINY, per_family=3, test_per_family=1)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_sample(tmp_path / "s", spec)
+    assert calls and sorted(p.name for p in tmp_path.iterdir()) == []
+    monkeypatch.setattr(sample, "write_split", real_write_split)
+    assert (ensure_sample(tmp_path / "s", spec) / STAMP_NAME).is_file()  # the next run builds it whole

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
+from deployments.prefect_yaml import POOL_SUFFIX
 from deployments.serve import DEFAULT_CRON, DEFAULT_VALIDATE_CRON, ServeSettings, build_deployments, parse_settings
 from flows.full import full_pipeline
 from flows.params import PipelineParams
+from flows.predict import PredictParams
+from flows.predict import predict as predict_flow
 from flows.validate import ValidateParams, validate
 from tests.helpers import REPO  # noqa: E402
 
@@ -30,17 +33,19 @@ def test_three_deployments_with_their_schedules(tmp_path: Path) -> None:
     manual = f"{full_pipeline.name}/manual"
     weekly = f"{full_pipeline.name}/weekly-retrain"
     daily = f"{validate.name}/daily-validate"
-    assert set(deployments) == {manual, weekly, daily}
+    predict = f"{predict_flow.name}/predict"
+    assert set(deployments) == {manual, weekly, daily, predict}
+    assert crons(deployments[predict]) == []
     assert crons(deployments[manual]) == []
     assert crons(deployments[weekly]) == [(DEFAULT_CRON, "UTC")]
     assert crons(deployments[daily]) == [(DEFAULT_VALIDATE_CRON, "UTC")]
     for deployment in deployments.values():
         assert deployment.parameters == {"params": {"data": {"output_dir": str((tmp_path / "out").resolve())}}}
         assert "living-things" in deployment.tags and deployment.description
-        assert deployment.entrypoint in ("flows.full.full_pipeline", "flows.validate.validate")
+        assert deployment.entrypoint in ("flows.full.full_pipeline", "flows.validate.validate", "flows.predict.predict")
     # One training run at a time; validation is not limited.
     assert deployments[manual].concurrency_limit == deployments[weekly].concurrency_limit == 1
-    assert deployments[daily].concurrency_limit is None
+    assert deployments[daily].concurrency_limit is None and deployments[predict].concurrency_limit is None
 
 
 def test_settings_reach_the_deployments(tmp_path: Path) -> None:
@@ -114,8 +119,8 @@ def test_prefect_yaml_matches_the_served_deployments() -> None:
     config = load_prefect_yaml()
     PrefectYamlModel.model_validate(config)  # the schema `prefect deploy` reads it with
     declared = {d["name"]: d for d in config["deployments"]}
-    served = {d.name: d for d in build_deployments()}
-    assert set(declared) == set(served)
+    served = {f"{d.name}{POOL_SUFFIX}": d for d in build_deployments()}
+    assert set(declared) == set(served)  # the same deployments, under names that never collide
     for name, deployment in declared.items():
         assert deployment["work_pool"]["name"] == "living-things-process"
         assert deployment["entrypoint"] == served[name].entrypoint
@@ -130,10 +135,18 @@ def test_prefect_yaml_matches_the_served_deployments() -> None:
 def test_prefect_yaml_entrypoints_load_real_flows() -> None:
     from prefect.flows import load_flow_from_entrypoint
 
-    expected = {"manual": full_pipeline.name, "weekly-retrain": full_pipeline.name, "daily-validate": validate.name}
+    expected = {
+        "manual": full_pipeline.name,
+        "weekly-retrain": full_pipeline.name,
+        "daily-validate": validate.name,
+        "predict": predict_flow.name,
+    }
     for deployment in load_prefect_yaml()["deployments"]:
         loaded = load_flow_from_entrypoint(deployment["entrypoint"], use_placeholder_flow=False)
-        assert loaded.name == expected[deployment["name"]]
+        assert loaded.name == expected[deployment["name"].removesuffix(POOL_SUFFIX)]
         # The default parameters validate against the flow's parameter model.
+        if loaded.name == predict_flow.name:  # its images have no default: the user names them
+            PredictParams(images=Path("images"), **deployment["parameters"]["params"])
+            continue
         model = PipelineParams if loaded.name == full_pipeline.name else ValidateParams
         model(**deployment["parameters"]["params"])

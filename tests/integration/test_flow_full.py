@@ -13,6 +13,7 @@ import pytest
 
 from flows.full import full_pipeline
 from flows.params import PipelineParams
+from tasks.data.dataset import DatasetError
 from tasks.data.settings import DataSettings, SplitSettings
 from tasks.models.settings import BaselineSettings, TransferSettings
 from tests.helpers import REPO
@@ -119,6 +120,22 @@ def test_cli_missing_data_dir_fails_fast_with_one_sentence(tmp_path: Path) -> No
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "does not exist" in lines[0]
     assert not (tmp_path / "out").exists()  # nothing was started or written
+
+
+def test_ui_run_with_a_missing_data_dir_fails_with_its_reason_and_no_traceback(
+    prefect_server: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a UI-triggered run does: the state message carries the reason, logged once without a traceback."""
+    missing = tmp_path / "nonexistent"
+    params = PipelineParams(data=DataSettings(data_dir=missing, output_dir=tmp_path / "out"))
+    with caplog.at_level("INFO"):
+        state = full_pipeline(params, return_state=True)
+    assert state.is_failed()
+    assert str(missing) in (state.message or "") and "does not exist" in (state.message or "")
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    assert [r for r in caplog.records if r.levelname == "ERROR" and str(missing) in r.getMessage()]
+    with pytest.raises(DatasetError, match="does not exist"):  # a caller of the flow function still gets the error
+        full_pipeline(params)
 
 
 @pytest.mark.slow

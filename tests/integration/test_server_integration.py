@@ -1,141 +1,32 @@
 """Against a real Prefect server: serve the deployments, trigger a run, check schedules and caching.
 
 Starts `prefect server start` on 127.0.0.1 (isolated home and database) and
-`python -m deployments.serve` as subprocesses, triggers the manual deployment twice with a tiny
-sample, and checks what a user would see in the UI: a completed run with its artifacts and run
-folder, upcoming runs of the scheduled deployments, and cached steps on the identical rerun.
+`python -m deployments.serve` as subprocesses, triggers the two training deployments at once with
+a tiny sample, and checks what a user would see in the UI: completed runs that never trained at the
+same time (the global `training` limit), their artifacts and run folders, upcoming runs of the
+scheduled deployments, cached steps on an identical rerun, and the predict deployment classifying
+the test images as the champion's submission does.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+import pandas as pd
 import pytest
 
-from tests.helpers import REPO  # noqa: E402
-
-T = TypeVar("T")
+from tests.helpers import REPO
+from tests.integration.server import flow_run_tree, start, stop, tail, wait_for
 
 TINY_PARAMS: dict[str, Any] = {
     "data": {"sample_per_family": 4, "sample_test_per_family": 1},
     "transfer": {"image_size": 32, "stage1_epochs": 5, "stage2_epochs": 1, "weights": "random"},
     "baselines": {"rf_n_estimators": 20, "embedding_models": ["logreg"]},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(
-    check: Callable[[], T | None],
-    timeout: float,
-    what: str,
-    interval: float = 0.5,
-    alive: subprocess.Popen[bytes] | None = None,
-    log: Path | None = None,
-) -> T:
-    """Poll ``check`` until it returns something truthy; fail with the process log otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if alive is not None and alive.poll() is not None:
-            pytest.fail(f"process exited ({alive.returncode}) while waiting for {what}:\n{tail(log)}")
-        try:
-            value = check()
-        except Exception:
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}:\n{tail(log)}")
-
-
-def tail(log: Path | None, lines: int = 60) -> str:
-    if log is None or not log.exists():
-        return ""
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """A subprocess in its own process group (so its children die with it)."""
-    with open(log, "wb") as handle:
-        return subprocess.Popen(
-            args, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, then SIGKILL what is left."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (subprocess.TimeoutExpired, ProcessLookupError):
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group (flow-run subprocesses)
-    except ProcessLookupError:
-        pass
-    if proc.poll() is None:
-        proc.wait(timeout=10)
-
-
-def flow_run_tree(client: Any, flow_run_id: Any) -> list[Any]:
-    """The flow run and all its subflow runs (artifacts and task runs belong to the run that made them)."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
-
-    ids, frontier = [flow_run_id], [flow_run_id]
-    while frontier:
-        children = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier))
-        )
-        frontier = [child.id for child in children if child.id not in ids]
-        ids += frontier
-    return ids
-
-
-@pytest.fixture()
-def prefect_api(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
-    """A real `prefect server start` on a free port with its own home; yields (api_url, env, log)."""
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_API_URL": api_url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-    }
-    env.pop("PREFECT_PROFILES_PATH", None)
-    log = tmp_path / "server.log"
-    server = start(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, log
-    )
-    try:
-
-        def healthy() -> bool:
-            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-                return response.status == 200
-
-        wait_for(healthy, 120, "the Prefect server's /api/health", alive=server, log=log)
-        yield api_url, env, log
-    finally:
-        stop(server)
 
 
 @pytest.mark.slow
@@ -165,7 +56,12 @@ def test_served_deployments_run_schedule_and_cache(
     params = {**TINY_PARAMS, "data": {**TINY_PARAMS["data"], "output_dir": str(out)}}
     try:
         with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
-            names = ["living-things-full/manual", "living-things-full/weekly-retrain", "validate/daily-validate"]
+            names = [
+                "living-things-full/manual",
+                "living-things-full/weekly-retrain",
+                "validate/daily-validate",
+                "living-things-predict/predict",
+            ]
             deployments = {
                 name: wait_for(
                     lambda name=name: client.read_deployment_by_name(name),
@@ -177,12 +73,35 @@ def test_served_deployments_run_schedule_and_cache(
                 for name in names
             }
 
+            # Two training runs of different deployments, on different output directories (so the
+            # output-dir lock cannot be what serialises them), triggered at once: the global
+            # `training` limit lets one train at a time.
+            other = {**params, "data": {**params["data"], "output_dir": str(tmp_path / "other")}}
             started = time.monotonic()
-            first = run_deployment(
-                "living-things-full/manual", parameters={"params": params}, timeout=240, poll_interval=1
+            first, rival = (
+                run_deployment(name, parameters={"params": p}, timeout=0)
+                for name, p in (("living-things-full/manual", params), ("living-things-full/weekly-retrain", other))
+            )
+            first, rival = (
+                wait_for(
+                    lambda run=run: (r := client.read_flow_run(run.id)).state.is_final() and r,
+                    360,
+                    f"flow run {run.name}",
+                    alive=server,
+                    log=serve_log,
+                    interval=1,
+                )
+                for run in (first, rival)
             )
             first_seconds = time.monotonic() - started
-            assert first.state is not None and first.state.is_completed(), (first.state, tail(serve_log, 120))
+            for run in (first, rival):
+                assert run.state.is_completed(), (run.state, tail(serve_log, 120))
+            spans = sorted(training_span(client, run.id) for run in (first, rival))
+            print(
+                f"training spans (s since the first start): {[(round(a - spans[0][0]), round(b - spans[0][0])) for a, b in spans]}"
+            )
+            assert spans[0][1] <= spans[1][0], f"two training runs overlapped: {spans}"
+            assert "Got the 'training' slot" in run_logs(client, rival.id)
 
             # Artifacts: the validation report (published by the validation subflow) at least.
             artifacts = client.read_artifacts(
@@ -204,10 +123,10 @@ def test_served_deployments_run_schedule_and_cache(
                     ),
                 )
 
-            for name in names[1:]:
+            for name in names[1:3]:  # the scheduled ones
                 runs = wait_for(lambda d=deployments[name]: upcoming(d.id), 60, f"scheduled runs of {name}")
                 assert all(run.expected_start_time is not None for run in runs)
-            assert not upcoming(deployments[names[0]].id)  # the manual deployment has no schedule
+            assert not upcoming(deployments[names[0]].id) and not upcoming(deployments[names[3]].id)  # on demand only
 
             # An identical rerun is served from the cache.
             started = time.monotonic()
@@ -223,8 +142,45 @@ def test_served_deployments_run_schedule_and_cache(
             print(f"first run {first_seconds:.1f}s, cached rerun {second_seconds:.1f}s; task states: {states}")
             assert "Cached" in states.values(), states
             assert len(sorted((out / "runs").glob("*/submission.csv"))) == 2
+
+            # The predict deployment classifies the sample's test images with the champion: the
+            # classes of the champion's own submission.
+            test_csv = out / "sample" / "public" / "test.csv"
+            predicted = run_deployment(
+                "living-things-predict/predict",
+                parameters={"params": {"images": str(test_csv), "data": {"output_dir": str(out)}}},
+                timeout=240,
+                poll_interval=1,
+            )
+            assert predicted.state is not None and predicted.state.is_completed(), (predicted.state, tail(serve_log))
+            (written,) = (out / "predictions").glob("*/predictions.csv")
+            rows = pd.read_csv(written, dtype={"filename": str})
+            submission = pd.read_csv(out / "champion" / "submission.csv", dtype={"filename": str})
+            assert rows["filename"].tolist() == submission["filename"].tolist()
+            assert rows["class_index"].astype(int).tolist() == submission["coarse"].tolist()
     finally:
         stop(server)
+
+
+def training_span(client: Any, flow_run_id: Any) -> tuple[float, float]:
+    """When a training run's first task started and its last task ended (epoch seconds)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    task_runs = client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_run_tree(client, flow_run_id)))
+    )
+    starts = [run.start_time.timestamp() for run in task_runs if run.start_time]
+    ends = [run.end_time.timestamp() for run in task_runs if run.end_time]
+    assert starts and ends, f"flow run {flow_run_id} ran no tasks"
+    return min(starts), max(ends)
+
+
+def run_logs(client: Any, flow_run_id: Any) -> str:
+    """Every log line of a flow run, joined."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return "\n".join(log.message for log in logs)
 
 
 def prefect_cli(*args: str, env: dict[str, str]) -> str:
@@ -232,7 +188,7 @@ def prefect_cli(*args: str, env: dict[str, str]) -> str:
         [sys.executable, "-m", "prefect", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, f"prefect {' '.join(args)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 @pytest.mark.slow
@@ -244,15 +200,18 @@ def test_prefect_yaml_deploys_to_the_process_work_pool(prefect_api: tuple[str, d
 
     api_url, env, _ = prefect_api
     prefect_cli("work-pool", "create", "living-things-process", "--type", "process", env=env)
-    prefect_cli("work-queue", "create", "gpu", "--pool", "living-things-process", "--limit", "1", env=env)
-    prefect_cli("--no-prompt", "deploy", "--all", env=env)
+    prefect_cli("work-queue", "create", "gpu", "--pool", "living-things-process", env=env)
+    prefect_cli("gcl", "create", "training", "--limit", "1", env=env)
+    deploy_output = prefect_cli("--no-prompt", "deploy", "--all", env=env)
+    assert "FutureWarning" not in deploy_output
 
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
         deployments = {f"{d.entrypoint}/{d.name}": d for d in client.read_deployments()}
-        assert set(deployments) == {
-            "flows.full.full_pipeline/manual",
-            "flows.full.full_pipeline/weekly-retrain",
-            "flows.validate.validate/daily-validate",
+        assert set(deployments) == {  # named apart from the served ones, so neither takes over the other
+            "flows.full.full_pipeline/manual-pool",
+            "flows.full.full_pipeline/weekly-retrain-pool",
+            "flows.validate.validate/daily-validate-pool",
+            "flows.predict.predict/predict-pool",
         }
         for key, deployment in deployments.items():
             assert deployment.work_pool_name == "living-things-process"
@@ -261,8 +220,9 @@ def test_prefect_yaml_deploys_to_the_process_work_pool(prefect_api: tuple[str, d
             limit = deployment.global_concurrency_limit
             assert (limit.limit if limit else None) == (1 if training else None)
             assert "params" in deployment.parameter_openapi_schema["properties"]
-        weekly = deployments["flows.full.full_pipeline/weekly-retrain"]
+        weekly = deployments["flows.full.full_pipeline/weekly-retrain-pool"]
         assert [s.schedule.cron for s in weekly.schedules] == ["0 3 * * 1"]
-        assert not deployments["flows.full.full_pipeline/manual"].schedules
-        queues = {q.name: q.concurrency_limit for q in client.read_work_queues(work_pool_name="living-things-process")}
-        assert queues["gpu"] == 1
+        assert not deployments["flows.full.full_pipeline/manual-pool"].schedules
+        queues = {q.name for q in client.read_work_queues(work_pool_name="living-things-process")}
+        assert "gpu" in queues
+        assert client.read_global_concurrency_limit_by_name("training").limit == 1

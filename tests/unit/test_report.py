@@ -84,6 +84,9 @@ def test_run_artifacts_are_published_and_readable(prefect_server: None, run_with
     comparison = json.loads(artifacts[COMPARISON_KEY].data)
     assert [row["model"] for row in comparison][:2] == ["efficientnet_lite0_finetuned", "pixels_random_forest"]
     assert comparison[-1]["model"] == "(majority-class reference)"
+    # The UI prints a float's every digit: the tables carry them rounded, as the report shows them.
+    scores = [v for row in per_class + comparison for k, v in row.items() if isinstance(v, float)]
+    assert scores and all(v == round(v, 3) for v in scores)
 
     assert artifacts[PROGRESS_KEY].type == "progress" and float(artifacts[PROGRESS_KEY].data) == 100.0
 
@@ -127,3 +130,11 @@ def test_large_plots_are_shrunk_for_embedding_only(tmp_path: Path) -> None:
 def test_bad_artifact_keys_are_refused(key: str) -> None:
     with pytest.raises(ValueError, match="lowercase"):
         check_artifact_key(key)
+
+
+def test_each_training_stage_has_its_own_progress_artifact() -> None:
+    """Stage 2's bar must not share a key with stage 1's (the UI showed a stale "stage 1 done")."""
+    from tasks.models.training import progress_reporter
+
+    keys = {progress_reporter(stage).key for stage in (1, 2)}
+    assert len(keys) == 2 and all(check_artifact_key(key) == key for key in keys)

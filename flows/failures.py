@@ -1,0 +1,55 @@
+"""Input errors end a flow run with one readable reason, not three tracebacks.
+
+A missing data directory, data that breaks a critical validation rule, a busy output directory or
+missing Kaggle credentials are the user's to fix, and the message says how. Raised out of a
+deployment run, Prefect logs such an error's traceback twice (the flow, then the engine) and
+``prefect deployment run --watch`` ends on a bare "Failed". Returned as a Failed state instead,
+the reason is logged once at ERROR (sent to the API before the state changes, so a watcher sees
+it), it is the flow run's state message, the failure hooks still run, and a caller of the flow
+function still gets the original exception raised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.data.dataset import DatasetError
+from tasks.data.splitting import SplitError
+from tasks.kaggle import KaggleCredentialsMissing, KaggleError
+from tasks.lock import OutputDirBusy
+from tasks.logs import get_logger
+from tasks.predict.inputs import InputError
+from tasks.predict.source import PredictionError
+from tasks.validation.report import ValidationFailed
+
+#: The errors that mean "fix your input", not "the pipeline broke".
+INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    DatasetError,
+    SplitError,
+    ValidationFailed,
+    OutputDirBusy,
+    KaggleCredentialsMissing,
+    KaggleError,
+    PredictionError,  # no champion, no such run
+    InputError,  # images to classify that cannot be listed
+)
+
+
+def input_failure(exc: BaseException) -> Any:
+    """The Failed state a flow returns for an input error (see the module docstring)."""
+    from prefect.states import Failed
+
+    reason = f"{type(exc).__name__}: {exc}"
+    get_logger().error("Input error, nothing was trained or published: %s", reason)
+    flush_logs()
+    return Failed(message=reason, data=exc)
+
+
+def flush_logs() -> None:
+    """Send the run's queued log lines to the API now (best effort; a no-op without a run)."""
+    try:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)
+    except Exception:  # logging must never turn an input error into a crash
+        pass
