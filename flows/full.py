@@ -221,7 +221,6 @@ def train_models(params: PipelineParams, table: Path, n_classes: int, cache_dir:
                 table, spec, cache_dir, refresh=refresh, chunk_size=transfer.feature_chunk
             )
         )
-        drift_reference_task(table, embeddings, spec)  # what later data is compared with (tasks.drift)
         for model in baselines.embedding_models:
             submit_baseline(model, transfer.backbone, embeddings, baselines.on_embeddings())
         if transfer.enabled:
@@ -238,6 +237,8 @@ def train_models(params: PipelineParams, table: Path, n_classes: int, cache_dir:
                 table, embeddings, transfer, split, n_classes, out, cache_dir, refresh=refresh
             )
             trained.step_outputs.append(out)
+        # What later data is compared with (tasks.drift); after the training steps, off their path.
+        drift_reference_task(table, embeddings, spec)
     return trained
 
 

@@ -161,6 +161,21 @@ def event_payload(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def judged_on(output: OutputDir, fingerprint: str) -> dict[str, Any] | None:
+    """The newest registry decision on a run trained on data of this fingerprint, if any."""
+    from tasks.results.registry import read_registry
+
+    try:
+        entries = read_registry(output.root)
+    except Exception as exc:  # a damaged registry is reported by the next training run; do not hide a change
+        get_logger().warning("Could not read %s (%s): treating the data as not yet trained on", output.registry, exc)
+        return None
+    judged = [
+        entry for entry in entries if entry.get("data_fingerprint") == fingerprint and not entry.get("reconciled")
+    ]
+    return judged[-1] if judged else None
+
+
 def check_drift(report: ValidationReport, output_dir: Path, settings: ValidationSettings) -> dict[str, Any]:
     """Compare the data ``report`` validated with the champion of ``output_dir``; write the
     report, publish the artifact and emit the event when the data changed (module docstring)."""
@@ -186,7 +201,16 @@ def check_drift(report: ValidationReport, output_dir: Path, settings: Validation
     summary["reasons"] = change_reasons(summary)
     summary["data_changed"] = bool(summary["reasons"])
     summary["event"] = {"name": DATA_CHANGED_EVENT, "emitted": False}
-    if summary["data_changed"]:
+    judged = judged_on(output, summary["data_fingerprint"]) if summary["data_changed"] else None
+    if judged is not None:
+        # A retrain on this very data was already gated: triggering another would retrain daily
+        # for as long as the champion stays better (or the gate cannot compare the two).
+        summary["event"]["skipped"] = (
+            f"run {judged['run']} already trained on this data and was {judged['decision']} "
+            f"({str(judged.get('reason', ''))[:300]})"
+        )
+        summary["notes"].append(f"No retraining triggered: {summary['event']['skipped']}")
+    elif summary["data_changed"]:
         summary["event"] = {
             "name": DATA_CHANGED_EVENT,
             "resource": data_changed_resource(output.root, data_dir),

@@ -32,7 +32,7 @@ from tasks.data.dataset import image_ok_flags
 from tasks.data.splitting import read_table
 from tasks.io import atomic_write
 from tasks.layout import RunFolder
-from tasks.models.embeddings import EmbeddingSpec, read_embeddings
+from tasks.models.embeddings import EmbeddingSpec, load_embeddings
 
 #: Most train rows whose features the reference keeps (the KS tests need no more).
 REFERENCE_ROWS = 1000
@@ -88,7 +88,8 @@ def write_drift_reference(table_path: Path, embeddings_path: Path, spec: Embeddi
     if run.table != table_path:
         raise ValueError(f"{table_path} is not a run's table ({run.table}): no run folder to write the reference into")
     table = read_table(table_path)
-    clean = read_embeddings(Path(embeddings_path), table)["clean"]
+    # load_embeddings: a damaged features file is computed again (with one warning), as every reader does.
+    clean = load_embeddings(Path(embeddings_path), table_path, spec)["clean"]
     train = (table["role"] == ROLE_TRAIN).to_numpy()
     rows = seeded_subsample(np.flatnonzero(train & image_ok_flags(table)), REFERENCE_ROWS, spec.seed)
     features = pooled(clean[rows]).astype(np.float16)

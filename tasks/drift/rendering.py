@@ -15,7 +15,14 @@ def drift_headline(summary: dict[str, Any]) -> str:
         return "Drift check: no champion to compare with."
     if not summary["data_changed"]:
         return f"Drift check against champion run {champion['run']}: no change."
-    sent = "event emitted" if summary["event"]["emitted"] else "no event (Prefect sends no events here)"
+    event = summary["event"]
+    sent = (
+        "event emitted"
+        if event["emitted"]
+        else f"no event: {event['skipped']}"
+        if event.get("skipped")
+        else "no event (Prefect sends no events here)"
+    )
     return (
         f"Drift check against champion run {champion['run']}: data changed ({'; '.join(summary['reasons'])}); {sent}."
     )
@@ -61,7 +68,13 @@ def render_drift_markdown(summary: dict[str, Any]) -> str:
             embedding_row(summary.get("embeddings")),
             "",
         ]
-        if summary["data_changed"]:
+        if summary["data_changed"] and summary["event"].get("skipped"):
+            lines += [
+                f"**Data changed**: {'; '.join(summary['reasons'])}. No retrain triggered: "
+                f"{summary['event']['skipped']}.",
+                "",
+            ]
+        elif summary["data_changed"]:
             event = summary["event"]
             sent = "emitted" if event["emitted"] else "not sent (no Prefect API to send it to)"
             lines += [

@@ -312,6 +312,7 @@ def promote_run(
     promoted either (forced or not); the returned decision and the registry line say why.
     """
     from tasks.predict.export_check import ExportCheckFailed
+    from tasks.results.rescore import decide_on_shared_images
     from tasks.results.submission import SubmissionError
 
     run_dir = Path(run_dir).resolve()
@@ -321,7 +322,7 @@ def promote_run(
             get_logger().warning("Champion recovery: %s", action)
         challenger = describe_run(run_dir, data_fingerprint)
         champion = read_champion(output_dir)
-        decision = decide_promotion(challenger, champion, settings)
+        decision = decide_on_shared_images(challenger, champion, settings, output.champion.root)
         if settings.force_promote and not decision.promote:
             decision = Decision(
                 True,

@@ -28,6 +28,11 @@ class GateSettings(BaseModel):
         0.05, ge=0.0, le=1.0, description="...and no class's hold-out F1 drops by more than this."
     )
     force_promote: bool = Field(False, description="Replace the champion whatever the gate says (recorded as forced).")
+    rescore_champion: bool = Field(
+        True,
+        description="When the champion was measured on other images (new data, another hold-out), run its saved "
+        "model on this run's hold-out images it never trained on and compare both there (off: refuse to compare).",
+    )
     export_check_rows: int = Field(
         256,
         ge=0,

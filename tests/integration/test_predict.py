@@ -219,3 +219,55 @@ def test_the_check_catches_a_model_that_does_not_load_or_predicts_differently(
     with pytest.raises(ExportCheckFailed, match=r"predicts 1 of \d+ hold-out images differently") as failure:
         check_exported_model(candidate, candidate, model, 256, 120)  # a fresh process, for real
     assert frame.loc[first, "filename"] in str(failure.value)
+
+
+@pytest.mark.slow
+def test_a_retrain_on_changed_data_is_judged_on_images_both_models_can_be_scored_on(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    """New data changes the fingerprint and the hold-out, so the champion's recorded scores are not
+    comparable; its saved model is scored on the new hold-out's images it never trained on, as the
+    challenger is, and the gate decides on those figures (instead of refusing every such retrain)."""
+    from flows.full import full_pipeline
+    from flows.params import PipelineParams
+    from tasks.data.settings import SplitSettings
+    from tasks.models.settings import BaselineSettings, TransferSettings
+    from tasks.results.champion import read_champion
+    from tasks.results.evaluation import evaluate_predictions
+    from tasks.results.rescore import decide_on_shared_images
+    from tasks.results.settings import GateSettings
+
+    output = Path(shutil.copytree(trained["output"], tmp_path / "out"))  # the module's champion stays as it is
+    data = Path(shutil.copytree(trained["data"], tmp_path / "data"))
+    train_csv = data / "public" / "train.csv"
+    rows = pd.read_csv(train_csv, dtype=str, keep_default_na=False)
+    rows.iloc[: int(len(rows) * 0.85)].to_csv(train_csv, index=False)  # the data changed: 15% of train dropped
+    champion_before = read_champion(output)
+    params = PipelineParams(
+        data=DataSettings(data_dir=data, output_dir=output),
+        split=SplitSettings(seed=3),
+        baselines=BaselineSettings(pixel_models=["random_forest"], embedding_models=[], rf_n_estimators=20),
+        transfer=TransferSettings(enabled=False),
+    )
+    summary = full_pipeline(params)
+    reason = summary["champion_decision"]["reason"]
+
+    run = RunFolder(Path(summary["run_dir"]))
+    table = read_table(run.table)
+    holdout = table[table["role"] == "holdout"]
+    champion_split = pd.read_csv(RunFolder(trained["run"]).split, dtype=str)  # what the champion trained on
+    trained_on = set(champion_split.loc[champion_split["role"] == "train", "filename"])
+    unseen = holdout[~holdout["filename"].isin(trained_on)]
+    assert 0 < len(unseen) < len(holdout)  # some of the new hold-out images trained the champion: left out
+    assert f"scored on the {len(unseen)} hold-out images of this run that the champion never trained on" in reason
+    mine = read_predictions(run.predictions_of(summary["best_model"])).set_index("filename").loc[unseen["filename"]]
+    expected = evaluate_predictions(unseen["coarse"].astype(int), mine["pred"], champion_before["class_names"])
+    assert f"{expected['macro_f1']:.4f}" in reason
+
+    # Without re-scoring, the gate refuses to compare, as before.
+    from tasks.results.champion import describe_run
+
+    refused = decide_on_shared_images(
+        describe_run(run.root), champion_before, GateSettings(rescore_champion=False), OutputDir(output).champion.root
+    )
+    assert not refused.promote and "not compared" in refused.reason

@@ -22,7 +22,7 @@ from tasks.drift.reference import (
     read_drift_reference,
     write_drift_reference,
 )
-from tasks.drift.rendering import render_drift_markdown
+from tasks.drift.rendering import drift_headline, render_drift_markdown
 from tasks.drift.statistics import embedding_drift, label_drift
 from tasks.io import atomic_write_json
 from tasks.layout import OutputDir, RunFolder
@@ -237,6 +237,35 @@ def test_a_changed_fingerprint_emits_the_event(tmp_path: Path, sent: list[dict[s
     assert payload["champion_data_fingerprint"] == "0123456789abcdef"
     assert payload["data_fingerprint"] == summary["data_fingerprint"] != "0123456789abcdef"
     assert payload["data_dir"] == report.data_dir and payload["labels"]["target"] == "coarse"
+
+
+def test_data_a_retrain_was_already_gated_on_trigger_no_second_retrain(
+    tmp_path: Path, sent: list[dict[str, Any]]
+) -> None:
+    """After a data change, the retrain it triggered is judged once; the next daily validation of the
+    same data must not start another retrain (the champion stayed better, or could not be compared)."""
+    from tasks.results.registry import append_registry
+
+    report = validated(tmp_path)
+    give_champion(tmp_path, fingerprint="0123456789abcdef")
+    settings = ValidationSettings(drift_images=0)
+    first = drift_check.check_drift(report, tmp_path / "out", settings)
+    assert first["event"]["emitted"] and len(sent) == 1
+    append_registry(
+        tmp_path / "out",
+        {
+            "run": "r2",
+            "decision": "kept",
+            "reason": "does not beat the champion",
+            "data_fingerprint": first["data_fingerprint"],
+        },
+    )
+    again = drift_check.check_drift(validated(tmp_path, run_name="next-day"), tmp_path / "out", settings)
+    assert again["data_changed"] and not again["event"]["emitted"] and len(sent) == 1
+    assert "run r2 already trained on this data and was kept" in again["event"]["skipped"]
+    assert "No retrain triggered: run r2" in render_drift_markdown(again) and "no event: run r2" in drift_headline(
+        again
+    )
 
 
 def test_drifted_features_emit_the_event_and_unchanged_data_do_not(

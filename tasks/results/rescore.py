@@ -1,0 +1,144 @@
+"""A challenger trained on other data than the champion: score both on the same images.
+
+After new data arrived (new images, corrected labels) or with a hold-out drawn differently, the
+champion's recorded scores were measured on other images than the challenger's, so the gate
+could only refuse to compare them, and a data-triggered retrain could never replace the champion.
+Since every published model carries its inputs recipe (`tasks.predict`), the champion's saved
+model is run on the challenger's hold-out instead, through the training code path.
+
+Only hold-out images the champion never trained on are used (its ``split.csv`` lists its train
+role): scoring a model on its own training images would flatter it. Both models are scored on
+exactly those images, with the challenger's labels, by the evaluation code of every run
+(`tasks.results.evaluation`), and the gate's usual rules decide on those figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tasks.layout import RunFolder
+
+#: Fewest shared hold-out images a comparison may rest on.
+MIN_SHARED_IMAGES = 20
+
+
+class RescoreError(RuntimeError):
+    """The champion cannot be scored on the challenger's hold-out; the message says why."""
+
+
+def shared_holdout(run_dir: Path, champion_dir: Path, target: str) -> pd.DataFrame:
+    """The challenger's hold-out rows (split, filename, path, ok, label) the champion never trained on."""
+    from tasks.data.dataset import image_ok_flags
+    from tasks.data.splitting import ROLE_HOLDOUT, ROLE_TRAIN, read_table
+
+    table = read_table(RunFolder(run_dir).table)
+    holdout = table[table["role"] == ROLE_HOLDOUT].assign(ok=lambda t: image_ok_flags(t))
+    champion_split = RunFolder(champion_dir).split
+    if not champion_split.is_file():
+        raise RescoreError(f"{champion_split} is missing: the champion's training images are unknown")
+    trained = pd.read_csv(champion_split, dtype=str, keep_default_na=False)
+    seen = set(
+        zip(trained.loc[trained["role"] == ROLE_TRAIN, "split"], trained.loc[trained["role"] == ROLE_TRAIN, "filename"])
+    )
+    unseen = [(s, f) not in seen for s, f in zip(holdout["split"], holdout["filename"])]
+    rows = holdout.loc[unseen, ["split", "filename", "path", "ok", target]]
+    if len(rows) < MIN_SHARED_IMAGES:
+        raise RescoreError(
+            f"only {len(rows)} of the run's {len(holdout)} hold-out images were not in the champion's training "
+            f"set (at least {MIN_SHARED_IMAGES} are needed)"
+        )
+    return rows.rename(columns={target: "label"})
+
+
+def gate_metrics(scores: Mapping[str, Any]) -> dict[str, Any]:
+    """`tasks.results.evaluation.evaluate_predictions` output in the shape the gate compares."""
+    return {
+        "macro_f1": float(scores["macro_f1"]),
+        "accuracy": float(scores["accuracy"]),
+        "weighted_f1": float(scores["weighted_f1"]),
+        "per_class_f1": {row["name"]: float(row["f1"]) for row in scores["per_class"] if row["support"] > 0},
+    }
+
+
+def challenger_predictions(run_dir: Path, model: str, rows: pd.DataFrame) -> pd.Series:
+    """The challenger's recorded predictions for ``rows``, aligned to them."""
+    from tasks.results.predictions import read_predictions
+
+    recorded = read_predictions(RunFolder(run_dir).predictions_of(model))
+    merged = rows.merge(recorded, on=["split", "filename"], how="left", validate="one_to_one")
+    if merged["pred"].isna().any():
+        raise RescoreError(f"{RunFolder(run_dir).predictions_of(model)} does not cover the run's hold-out")
+    return merged["pred"].astype(int)
+
+
+def rescore_on_challenger_holdout(
+    challenger: Mapping[str, Any], champion: Mapping[str, Any], champion_dir: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(challenger, champion) records whose ``metrics`` are measured on the same unseen hold-out
+    images, and whose split and data fingerprints are the challenger's; `RescoreError` otherwise."""
+    from tasks.predict.inference import predict_images
+    from tasks.predict.recipe import has_recipes
+    from tasks.results.evaluation import evaluate_predictions
+
+    if not has_recipes(champion_dir):
+        raise RescoreError("the champion has no inputs recipe (it was trained by an older version)")
+    run_dir = Path(challenger["run_dir"])
+    rows = shared_holdout(run_dir, champion_dir, challenger["target"])
+    names = list(challenger["class_names"])
+    try:
+        champion_pred = predict_images(champion_dir, champion["model"], rows["path"].tolist(), rows["ok"].to_numpy())
+    except Exception as exc:  # a model that cannot run on these images cannot be compared
+        raise RescoreError(
+            f"the champion's {champion['model']} could not predict them ({type(exc).__name__}: {exc})"
+        ) from exc
+    truth = rows["label"].astype(int).to_numpy()
+    ours = evaluate_predictions(truth, challenger_predictions(run_dir, challenger["model"], rows), names)
+    theirs = evaluate_predictions(truth, champion_pred.classes, names)
+    note = {"rescored_on": {"run": challenger["run"], "images": len(rows)}}
+    same_ground = {k: challenger[k] for k in ("split_fingerprint", "data_fingerprint")}
+    return (
+        {**challenger, "metrics": gate_metrics(ours), **note},
+        {**champion, **same_ground, "metrics": gate_metrics(theirs), **note},
+    )
+
+
+def needs_rescoring(challenger: Mapping[str, Any], champion: Mapping[str, Any]) -> bool:
+    """Same task (target and classes) but measured on other images: other data or another hold-out."""
+    same_task = challenger["target"] == champion["target"] and list(challenger["class_names"]) == list(
+        champion["class_names"]
+    )
+    other_images = challenger["split_fingerprint"] != champion["split_fingerprint"] or (
+        bool(challenger.get("data_fingerprint"))
+        and bool(champion.get("data_fingerprint"))
+        and challenger["data_fingerprint"] != champion["data_fingerprint"]
+    )
+    return same_task and other_images
+
+
+def decide_on_shared_images(
+    challenger: Mapping[str, Any], champion: Mapping[str, Any] | None, settings: Any, champion_dir: Path
+) -> Any:
+    """The gate's `Decision`; when the champion was measured on other images, on images both can be
+    scored on (module docstring), or the refusal with why re-scoring was not possible."""
+    from dataclasses import replace
+
+    from tasks.results.champion import decide_promotion
+
+    decision = decide_promotion(challenger, champion, settings)
+    if champion is None or not settings.rescore_champion or not needs_rescoring(challenger, champion):
+        return decision
+    try:
+        ours, theirs = rescore_on_challenger_holdout(challenger, champion, champion_dir)
+    except RescoreError as exc:
+        return replace(decision, reason=f"{decision.reason} Re-scoring the champion was not possible: {exc}.")
+    rescored = decide_promotion(ours, theirs, settings)
+    images = ours["rescored_on"]["images"]
+    return replace(
+        rescored,
+        reason=f"the champion was measured on other images (other data or hold-out), so both models were scored "
+        f"on the {images} hold-out images of this run that the champion never trained on: {rescored.reason}",
+    )
