@@ -4,7 +4,9 @@
     PIL loop like the original project's generator, same files, same 224 px output, batch 32;
 (b) a stage-1 epoch on cached backbone features against one that runs the frozen backbone;
 (c) test-set prediction from files (tf.data + model) against the bare forward pass on in-memory
-    tensors of the same size: what the input pipeline costs at prediction time.
+    tensors of the same size: what the input pipeline costs at prediction time. Both are warmed
+    up with a full pass and timed in alternation (`alternating_medians`): timed one after the
+    other, the second one measured got the warmer machine (files came out at 189% of bare).
 
 Run: ``python -m benchmarks.bench_training [--images 2000] [--repeats 3]``. Medians of repeats.
 """
@@ -35,6 +37,22 @@ def median_seconds(run: Callable[[], object], repeats: int) -> float:
         run()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def alternating_medians(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each of ``runs``, timed in alternation (the order rotates every round)
+    after one untimed full call of each: neither warm-up nor the machine's drift over the
+    measurement can favour the one that happens to go second."""
+    for run in runs.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for round_ in range(repeats):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            started = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def make_photos(folder: Path, n: int) -> list[str]:
@@ -123,12 +141,12 @@ def bench_prediction(paths: list[str], repeats: int) -> dict[str, float]:
         .batch(BATCH)
         .cache()
     )
-    model.predict(in_memory, verbose=0)  # warm-up: tracing, and fills the in-memory cache
-    bare = median_seconds(lambda: model.predict(in_memory, verbose=0), repeats)
     dataset = make_image_dataset(subset, None, SIZE, BATCH)
-    model.predict(dataset.take(1), verbose=0)  # warm-up
-    from_files = median_seconds(lambda: model.predict(dataset, verbose=0), repeats)
-    return {"bare_ips": len(subset) / bare, "pipeline_ips": len(subset) / from_files}
+    seconds = alternating_medians(
+        {"bare": lambda: model.predict(in_memory, verbose=0), "files": lambda: model.predict(dataset, verbose=0)},
+        max(repeats, 3),
+    )
+    return {"bare_ips": len(subset) / seconds["bare"], "pipeline_ips": len(subset) / seconds["files"]}
 
 
 def main() -> None:

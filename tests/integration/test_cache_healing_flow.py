@@ -13,6 +13,7 @@ from flows.full import full_pipeline
 from flows.params import PipelineParams
 from tasks.data.settings import DataSettings, SplitSettings
 from tasks.models.settings import BaselineSettings, TransferSettings
+from tasks.results.settings import GateSettings
 from tests.helpers import damage_file
 
 
@@ -52,6 +53,9 @@ def test_rerun_after_damaging_every_cache_file_gives_the_same_scores(
     backbones = tmp_path / "backbones"
     monkeypatch.setenv("LIVING_THINGS_CACHE", str(backbones))  # a private converted-weights cache
     params = PipelineParams(
+        gate=GateSettings(
+            export_check_rows=0
+        ),  # the caches are the subject; tests/integration/test_predict checks the gate
         data=DataSettings(data_dir=tiny_sample, output_dir=tmp_path / "out"),
         split=SplitSettings(seed=3),
         baselines=BaselineSettings(pixel_models=["random_forest"], rf_n_estimators=20, embedding_models=["logreg"]),

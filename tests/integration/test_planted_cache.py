@@ -20,6 +20,7 @@ from flows.params import PipelineParams
 from tasks.data.settings import DataSettings, SplitSettings
 from tasks.layout import OutputDir
 from tasks.models.settings import BaselineSettings, TransferSettings
+from tasks.results.settings import GateSettings
 
 
 class Planted:
@@ -51,6 +52,9 @@ def assert_valid_submission(summary: dict[str, Any], data_dir: Path) -> None:
 def test_a_cache_full_of_planted_pickles_runs_no_code(prefect_server: None, tiny_sample: Path, tmp_path: Path) -> None:
     out, marker = tmp_path / "out", tmp_path / "marker"
     params = PipelineParams(
+        gate=GateSettings(
+            export_check_rows=0
+        ),  # the caches are the subject; tests/integration/test_predict checks the gate
         data=DataSettings(data_dir=tiny_sample, output_dir=out),
         split=SplitSettings(seed=3),
         baselines=BaselineSettings(rf_n_estimators=20, embedding_models=["logreg"]),
