@@ -145,14 +145,7 @@ def read_drift_reference(path: Path) -> DriftReference:
 
 def backbone_features(spec: EmbeddingSpec, paths: list[str], ok: np.ndarray) -> np.ndarray:
     """Clean features of ``paths`` computed as training computes them (tasks.models.embeddings:
-    the same seed, `build_backbone` and `extract_features`, float16), pooled like the reference."""
-    import keras
+    `clean_features`, float16), pooled like the reference."""
+    from tasks.models.embeddings import clean_features
 
-    from tasks.models.backbones import build_backbone
-    from tasks.models.embeddings import extract_features
-
-    keras.utils.set_random_seed(spec.seed)  # "random" weights: the very backbone of the training run
-    model = build_backbone(
-        spec.backbone, input_size=spec.image_size, weights=spec.weights, pooling="avg" if spec.pooled else None
-    )
-    return pooled(extract_features(model, paths, ok, spec, augment=False, seed=spec.seed)).astype(np.float16)
+    return pooled(clean_features(spec, paths, ok)).astype(np.float16)

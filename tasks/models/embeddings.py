@@ -44,6 +44,10 @@ class EmbeddingSpec:
     batch_size: int
     seed: int
 
+    def key_text(self) -> str:
+        """The settings as cache keys use them: every field but the batch size (which only changes speed)."""
+        return json.dumps({k: v for k, v in asdict(self).items() if k != "batch_size"}, sort_keys=True)
+
     @classmethod
     def of(cls, settings: TransferSettings, seed: int) -> EmbeddingSpec:
         """The features the transfer model (and the embedding baselines) of these settings read."""
@@ -60,10 +64,28 @@ class EmbeddingSpec:
 
 def embedding_key(spec: EmbeddingSpec, paths: list[str], roles: list[str]) -> str:
     """Cache key: the settings, every image's signature and (for the augmented views) the roles."""
-    settings = json.dumps({k: v for k, v in asdict(spec).items() if k != "batch_size"}, sort_keys=True)
     role_part = ",".join(roles) if spec.views else ""
     # CHUNK_FORMAT: the augmented views are seeded per chunk since the pass became chunked.
-    return fingerprint_text(CHUNK_FORMAT, settings, role_part, *(file_signature(p) for p in paths))
+    return fingerprint_text(CHUNK_FORMAT, spec.key_text(), role_part, *(file_signature(p) for p in paths))
+
+
+def backbone_for(spec: EmbeddingSpec) -> Any:
+    """The backbone whose features ``spec`` names, seeded first so that ``random`` weights are the
+    very ones of the training run (every reader that recomputes features builds it here)."""
+    import keras
+
+    from tasks.models.backbones import build_backbone
+
+    keras.utils.set_random_seed(spec.seed)
+    return build_backbone(
+        spec.backbone, input_size=spec.image_size, weights=spec.weights, pooling="avg" if spec.pooled else None
+    )
+
+
+def clean_features(spec: EmbeddingSpec, paths: list[str], ok: np.ndarray) -> np.ndarray:
+    """Float16 clean features of ``paths`` exactly as the cached pass computes them (batch
+    prediction and the drift check use this; a chunk's batches start where a fresh pass's do)."""
+    return extract_features(backbone_for(spec), paths, ok, spec, augment=False, seed=spec.seed)
 
 
 def extract_features(
@@ -185,14 +207,7 @@ def write_embeddings(
 
     @functools.cache  # built once, and only if some chunk must be computed
     def get_model() -> Any:
-        import keras
-
-        from tasks.models.backbones import build_backbone
-
-        keras.utils.set_random_seed(spec.seed)
-        return build_backbone(
-            spec.backbone, input_size=spec.image_size, weights=spec.weights, pooling="avg" if spec.pooled else None
-        )
+        return backbone_for(spec)
 
     def passes(chunk_paths: list[str], chunk_ok: np.ndarray, augment: bool, seed: int, label: str) -> np.ndarray:
         return extract_in_chunks(
@@ -212,8 +227,8 @@ def write_embeddings(
     clean = passes(paths, ok, False, spec.seed, f"{spec.backbone} features")
     train_rows = np.flatnonzero((table["role"] == ROLE_TRAIN).to_numpy())
     stacked = np.empty((spec.views, len(train_rows), *clean.shape[1:]), np.float16)
+    view_paths = [paths[i] for i in train_rows]
     for v in range(1, spec.views + 1):
-        view_paths = [paths[i] for i in train_rows]
         stacked[v - 1] = passes(view_paths, ok[train_rows], True, spec.seed + v, f"{spec.backbone} view {v}")
     with open(tmp, "wb") as handle:
         np.savez(handle, clean=clean, views=stacked, train_rows=train_rows)

@@ -16,9 +16,7 @@ Prefect progress artifact when inside a run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +41,10 @@ def chunk_seed(seed: int, index: int) -> int:
 
 
 def chunk_key(spec: Any, augment: bool, seed: int, paths: list[str], ok: np.ndarray) -> str:
-    """Content key of one chunk: settings (not the batch size), the pass, each image's signature."""
-    settings = json.dumps({k: v for k, v in asdict(spec).items() if k != "batch_size"}, sort_keys=True)
+    """Content key of one chunk: ``spec.key_text()`` (`EmbeddingSpec`), the pass, each image's signature."""
     flags = "".join("1" if flag else "0" for flag in ok)
     return fingerprint_text(
-        CHUNK_FORMAT, settings, f"augment={augment}", f"seed={seed}", flags, *map(file_signature, paths)
+        CHUNK_FORMAT, spec.key_text(), f"augment={augment}", f"seed={seed}", flags, *map(file_signature, paths)
     )
 
 

@@ -78,17 +78,9 @@ def load_published(folder: Path, model: str) -> PublishedModel:
 def backbone_features(inputs: EmbeddingInputs, paths: Sequence[str], ok: np.ndarray) -> np.ndarray:
     """The cached-features computation of `tasks.models.embeddings.write_embeddings` for these
     images (clean views only), as float32 read back from float16."""
-    import keras
+    from tasks.models.embeddings import clean_features
 
-    from tasks.models.backbones import build_backbone
-    from tasks.models.embeddings import extract_features
-
-    spec = inputs.spec()
-    keras.utils.set_random_seed(spec.seed)  # random weights are drawn from the seed, as in training
-    backbone = build_backbone(
-        spec.backbone, input_size=spec.image_size, weights=spec.weights, pooling="avg" if spec.pooled else None
-    )
-    return extract_features(backbone, list(paths), ok, spec, augment=False, seed=spec.seed).astype(np.float32)
+    return clean_features(inputs.spec(), list(paths), ok).astype(np.float32)
 
 
 def model_inputs(recipe: InputsRecipe, paths: Sequence[str], ok: np.ndarray | None = None) -> Any:

@@ -30,8 +30,8 @@ class RescoreError(RuntimeError):
     """The champion cannot be scored on the challenger's hold-out; the message says why."""
 
 
-def shared_holdout(run_dir: Path, champion_dir: Path, target: str) -> pd.DataFrame:
-    """The challenger's hold-out rows (split, filename, path, ok, label) the champion never trained on."""
+def shared_holdout(run_dir: Path, champion_dir: Path) -> pd.DataFrame:
+    """The challenger's hold-out rows of its table (with an ``ok`` column) the champion never trained on."""
     from tasks.data.dataset import image_ok_flags
     from tasks.data.splitting import ROLE_HOLDOUT, ROLE_TRAIN, read_table
 
@@ -41,17 +41,15 @@ def shared_holdout(run_dir: Path, champion_dir: Path, target: str) -> pd.DataFra
     if not champion_split.is_file():
         raise RescoreError(f"{champion_split} is missing: the champion's training images are unknown")
     trained = pd.read_csv(champion_split, dtype=str, keep_default_na=False)
-    seen = set(
-        zip(trained.loc[trained["role"] == ROLE_TRAIN, "split"], trained.loc[trained["role"] == ROLE_TRAIN, "filename"])
-    )
-    unseen = [(s, f) not in seen for s, f in zip(holdout["split"], holdout["filename"])]
-    rows = holdout.loc[unseen, ["split", "filename", "path", "ok", target]]
+    trained = trained[trained["role"] == ROLE_TRAIN]
+    seen = set(zip(trained["split"], trained["filename"]))
+    rows = holdout[[(s, f) not in seen for s, f in zip(holdout["split"], holdout["filename"])]]
     if len(rows) < MIN_SHARED_IMAGES:
         raise RescoreError(
             f"only {len(rows)} of the run's {len(holdout)} hold-out images were not in the champion's training "
             f"set (at least {MIN_SHARED_IMAGES} are needed)"
         )
-    return rows.rename(columns={target: "label"})
+    return rows
 
 
 def gate_metrics(scores: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,17 +62,6 @@ def gate_metrics(scores: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def challenger_predictions(run_dir: Path, model: str, rows: pd.DataFrame) -> pd.Series:
-    """The challenger's recorded predictions for ``rows``, aligned to them."""
-    from tasks.results.predictions import read_predictions
-
-    recorded = read_predictions(RunFolder(run_dir).predictions_of(model))
-    merged = rows.merge(recorded, on=["split", "filename"], how="left", validate="one_to_one")
-    if merged["pred"].isna().any():
-        raise RescoreError(f"{RunFolder(run_dir).predictions_of(model)} does not cover the run's hold-out")
-    return merged["pred"].astype(int)
-
-
 def rescore_on_challenger_holdout(
     challenger: Mapping[str, Any], champion: Mapping[str, Any], champion_dir: Path
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -83,11 +70,12 @@ def rescore_on_challenger_holdout(
     from tasks.predict.inference import predict_images
     from tasks.predict.recipe import has_recipes
     from tasks.results.evaluation import evaluate_predictions
+    from tasks.results.predictions import holdout_truth_and_pred, read_predictions
 
     if not has_recipes(champion_dir):
         raise RescoreError("the champion has no inputs recipe (it was trained by an older version)")
     run_dir = Path(challenger["run_dir"])
-    rows = shared_holdout(run_dir, champion_dir, challenger["target"])
+    rows = shared_holdout(run_dir, champion_dir)
     names = list(challenger["class_names"])
     try:
         champion_pred = predict_images(champion_dir, champion["model"], rows["path"].tolist(), rows["ok"].to_numpy())
@@ -95,8 +83,13 @@ def rescore_on_challenger_holdout(
         raise RescoreError(
             f"the champion's {champion['model']} could not predict them ({type(exc).__name__}: {exc})"
         ) from exc
-    truth = rows["label"].astype(int).to_numpy()
-    ours = evaluate_predictions(truth, challenger_predictions(run_dir, challenger["model"], rows), names)
+    # Aligned to ``rows`` (table order), as evaluation aligns every model's predictions.
+    recorded = read_predictions(RunFolder(run_dir).predictions_of(challenger["model"]))
+    try:
+        truth, our_pred = holdout_truth_and_pred(rows, recorded, challenger["target"])
+    except ValueError as exc:  # predictions missing for some hold-out images
+        raise RescoreError(f"{RunFolder(run_dir).predictions_of(challenger['model'])}: {exc}") from exc
+    ours = evaluate_predictions(truth, our_pred, names)
     theirs = evaluate_predictions(truth, champion_pred.classes, names)
     note = {"rescored_on": {"run": challenger["run"], "images": len(rows)}}
     same_ground = {k: challenger[k] for k in ("split_fingerprint", "data_fingerprint")}
@@ -107,16 +100,14 @@ def rescore_on_challenger_holdout(
 
 
 def needs_rescoring(challenger: Mapping[str, Any], champion: Mapping[str, Any]) -> bool:
-    """Same task (target and classes) but measured on other images: other data or another hold-out."""
+    """Same task (target and classes) but not comparable as recorded: the gate's own
+    `comparability_problem` then means other data or another hold-out, i.e. other images."""
+    from tasks.results.champion import comparability_problem
+
     same_task = challenger["target"] == champion["target"] and list(challenger["class_names"]) == list(
         champion["class_names"]
     )
-    other_images = challenger["split_fingerprint"] != champion["split_fingerprint"] or (
-        bool(challenger.get("data_fingerprint"))
-        and bool(champion.get("data_fingerprint"))
-        and challenger["data_fingerprint"] != champion["data_fingerprint"]
-    )
-    return same_task and other_images
+    return same_task and comparability_problem(challenger, champion) is not None
 
 
 def decide_on_shared_images(
