@@ -1,12 +1,13 @@
-"""Input errors end a flow run with one readable reason, not three tracebacks.
+"""Input errors end a flow run with one readable reason, not a pair of tracebacks.
 
 A missing data directory, data that breaks a critical validation rule, a busy output directory or
 missing Kaggle credentials are the user's to fix, and the message says how. Raised out of a
-deployment run, Prefect logs such an error's traceback twice (the flow, then the engine) and
-``prefect deployment run --watch`` ends on a bare "Failed". Returned as a Failed state instead,
-the reason is logged once at ERROR (sent to the API before the state changes, so a watcher sees
-it), it is the flow run's state message, the failure hooks still run, and a caller of the flow
-function still gets the original exception raised.
+deployment run, Prefect logs such an error's traceback twice (the flow, then the engine).
+Returned as a Failed state instead, the reason is logged once at ERROR (flushed to the API before
+the state changes), it is the flow run's state message (``prefect flow-run inspect``; ``--watch``
+itself prints only the state's name), the failure hooks still run, and a caller of the flow
+function still gets the original exception raised. Prefect's engine still logs one traceback of
+its own when the run's process ends on the Failed state.
 """
 
 from __future__ import annotations
