@@ -9,25 +9,24 @@ or task run the artifacts are skipped, as every artifact of the pipeline is.
 
 from __future__ import annotations
 
-import math
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from tasks.layout import PredictionFolder
 from tasks.predict.output import probability_column, read_prediction_csv
 from tasks.results.figures import save_figure
-from tasks.results.gallery import load_thumbnail
+from tasks.results.gallery import thumbnail_grid
+from tasks.results.report import TABLE_DECIMALS
 
 #: Images in the gallery (the first ones, in input order).
 GALLERY_SIZE = 12
 #: Rows of the table artifact.
 TABLE_ROWS = 50
-#: Decimals of the probabilities shown in artifacts.
-SHOWN_DECIMALS = 3
+#: Decimals of the probabilities shown in artifacts: those of every table artifact.
+SHOWN_DECIMALS = TABLE_DECIMALS
 TABLE_KEY = "predictions"
 REPORT_KEY = "prediction-report"
 
@@ -48,21 +47,14 @@ def with_probability(frame: pd.DataFrame, class_names: list[str]) -> pd.DataFram
 def plot_prediction_gallery(frame: pd.DataFrame, class_names: list[str], path: Path) -> Path:
     """A grid of the first images, each titled with its predicted class and probability."""
     rows = with_probability(frame, class_names).head(GALLERY_SIZE)
-    columns = max(min(4, len(rows)), 1)
-    lines = max(math.ceil(len(rows) / columns), 1)
-    figure = Figure(figsize=(3.2 * columns, 3.0 * lines + 0.6), layout="constrained")
-    grid = figure.subplots(lines, columns, squeeze=False)
-    for axes in grid.flat:
-        axes.axis("off")
-    for axes, row in zip(grid.flat, rows.itertuples(index=False)):
-        pixels = load_thumbnail(row.path) if row.image_ok else None
-        if pixels is None:
-            axes.text(0.5, 0.5, "image not readable", ha="center", va="center", color="#a00")
-        else:
-            axes.imshow(pixels)
+
+    def title(row: Any) -> str:
         name = row.filename if len(row.filename) <= 28 else f"{row.filename[:25]}..."
-        title = "\n".join([name, *textwrap.wrap(gallery_title(row), 36)[:2]])
-        axes.set_title(title, fontsize=8, color="#1a1a1a" if row.image_ok else "#8b1a1a")
+        return "\n".join([name, *textwrap.wrap(gallery_title(row), 36)[:2]])
+
+    figure = thumbnail_grid(
+        [(row.path if row.image_ok else None, title(row), not row.image_ok) for row in rows.itertuples(index=False)]
+    )
     figure.suptitle(f"Predictions: the first {len(rows)} of {len(frame)} images", fontsize=12)
     return save_figure(figure, path)
 

@@ -37,6 +37,26 @@ def load_thumbnail(path: str | Path, side: int = THUMBNAIL_SIDE) -> np.ndarray |
         return None
 
 
+def thumbnail_grid(items: Sequence[tuple[str | Path | None, str, bool]]) -> Figure:
+    """A figure of up to 4 thumbnails a row, one per (image path or None, title, alert) item, the
+    title as given (already wrapped), in dark red when ``alert``; an image that cannot be read (or
+    None) is a note in its cell. Shared by the misclassified and the prediction galleries."""
+    columns = max(min(4, len(items)), 1)
+    rows = max(math.ceil(len(items) / columns), 1)
+    figure = Figure(figsize=(3.2 * columns, 3.0 * rows + 0.6), layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for axes in grid.flat:
+        axes.axis("off")
+    for axes, (image_path, title, alert) in zip(grid.flat, items):
+        pixels = load_thumbnail(image_path) if image_path is not None else None
+        if pixels is None:
+            axes.text(0.5, 0.5, "image not readable", ha="center", va="center", color="#a00")
+        else:
+            axes.imshow(pixels)
+        axes.set_title(title, fontsize=8, color="#8b1a1a" if alert else "#1a1a1a")
+    return figure
+
+
 def plot_misclassified_gallery(
     items: Sequence[tuple[str, str, str]], path: Path, model: str = "", total_wrong: int | None = None
 ) -> Path:
@@ -64,20 +84,9 @@ def plot_misclassified_gallery(
         axes.set_facecolor("#e8f3e8")
         figure.patch.set_facecolor("#eef6ee")
         return save_figure(figure, path)
-    columns = min(4, len(items))
-    rows = math.ceil(len(items) / columns)
-    figure = Figure(figsize=(3.2 * columns, 3.0 * rows + 0.6), layout="constrained")
-    grid = figure.subplots(rows, columns, squeeze=False)
-    for axes in grid.flat:
-        axes.axis("off")
-    for axes, (image_path, true_name, pred_name) in zip(grid.flat, items):
-        pixels = load_thumbnail(image_path)
-        if pixels is None:
-            axes.text(0.5, 0.5, "image not readable", ha="center", va="center", color="#a00")
-        else:
-            axes.imshow(pixels)
-        title = f"true: {true_name} / pred: {pred_name}"
-        axes.set_title("\n".join(textwrap.wrap(title, 40)), fontsize=8, color="#8b1a1a")
+    figure = thumbnail_grid(
+        [(image, "\n".join(textwrap.wrap(f"true: {true} / pred: {pred}", 40)), True) for image, true, pred in items]
+    )
     shown = f"{len(items)} of {total_wrong}" if total_wrong is not None else f"{len(items)}"
     figure.suptitle(f"Misclassified hold-out images{suffix}: {shown} shown", fontsize=12)
     return save_figure(figure, path)
