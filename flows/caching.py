@@ -186,7 +186,7 @@ class FingerprintPolicy(CachePolicy):
     """
 
     code: str | None = None
-    ignore: tuple[str, ...] = ("run_dir", "refresh")
+    ignore: tuple[str, ...] = ("run_dir", "refresh", "reuse_chunks")
 
     def compute_key(
         self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any

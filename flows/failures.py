@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from flows.cluster import WorkersCannotReach
 from tasks.data.dataset import DatasetError
 from tasks.data.splitting import SplitError
 from tasks.kaggle import KaggleCredentialsMissing, KaggleError
 from tasks.lock import OutputDirBusy
 from tasks.logs import get_logger
+from tasks.models.sizing import FeaturesTooLarge
 from tasks.predict.inputs import InputError
 from tasks.predict.source import PredictionError
 from tasks.validation.report import ValidationFailed
@@ -33,6 +35,8 @@ INPUT_ERRORS: tuple[type[BaseException], ...] = (
     KaggleError,
     PredictionError,  # no champion, no such run
     InputError,  # images to classify that cannot be listed
+    FeaturesTooLarge,  # backbone features over --transfer.max-feature-gib
+    WorkersCannotReach,  # a Dask cluster that cannot reach the API, the paths or the code
 )
 
 

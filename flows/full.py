@@ -19,10 +19,11 @@ from prefect.futures import PrefectFuture
 
 from flows.caching import result_storage_block, step_dir
 from flows.cli import fail, parse_model, quiet_environment
+from flows.cluster import check_workers, spread_backbone_pass, workers_api
 from flows.failures import INPUT_ERRORS, input_failure
 from flows.notify import notify_on_failure
 from flows.params import LEGACY_FLAGS, PipelineParams
-from flows.runners import make_task_runner
+from flows.runners import available_cores, make_task_runner
 from flows.slots import training_slot
 from flows.steps import (
     adopt_task,
@@ -47,12 +48,14 @@ from flows.validate import validate_dataset
 from flows.validation_reuse import remember_validation
 from flows.watchdog import start_watchdog
 from tasks.data.dataset import check_data_dir, check_output_outside, data_fingerprint, read_classes_json
-from tasks.data.splitting import read_table
+from tasks.data.splitting import ROLE_TRAIN, read_table
 from tasks.kaggle import require_kaggle
 from tasks.layout import OutputDir, RunFolder
 from tasks.lock import OutputDirBusy, ensure_free, output_dir_lock
+from tasks.logs import get_logger
 from tasks.models.embeddings import EmbeddingSpec
-from tasks.models.settings import BaselineSettings
+from tasks.models.settings import BaselineSettings, TransferSettings
+from tasks.models.sizing import check_feature_memory, preset_warning
 from tasks.results.evaluation import format_comparison
 from tasks.results.promotion import reconcile_champion
 from tasks.results.provenance import describe_run, provenance_lines
@@ -69,6 +72,14 @@ def check_inputs(params: PipelineParams) -> None:
         check_output_outside(data.data_dir, data.output_dir)
     if kaggle.download or kaggle.submit:
         require_kaggle(secret_block=kaggle.kaggle_secret_block)
+
+
+def worker_paths(params: PipelineParams) -> tuple[list[Path], list[Path]]:
+    """What a cluster's workers must read (the data directory, when it exists here already; the
+    sample lives in the output directory) and write (the output directory: caches, step folders)."""
+    data_dir = params.data.data_dir
+    readable = [Path(data_dir)] if data_dir is not None and Path(data_dir).is_dir() else []
+    return readable, [Path(params.data.output_dir)]
 
 
 def resolve_data_dir(params: PipelineParams) -> Path:
@@ -99,7 +110,10 @@ def full_pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
             if runtime.task_runner == "thread":  # this flow's own runner: no subflow needed
                 return run_stages.fn(params)
             runner = make_task_runner(runtime.task_runner, runtime.dask_address)
-            return run_stages.with_options(task_runner=runner)(params)
+            with workers_api() as api_url:  # the workers report to this run's API (flows.cluster)
+                if runtime.dask_address:
+                    check_workers(runtime.dask_address, api_url, *worker_paths(params))
+                return run_stages.with_options(task_runner=runner)(params)
     except INPUT_ERRORS as exc:  # the user's to fix: one reason, no traceback (flows.failures)
         return input_failure(exc)  # type: ignore[no-any-return]
 
@@ -182,6 +196,10 @@ class TrainedModels:
         return {**found, **{name: Path(path) for name, path in self.transfer.items()}}
 
 
+#: Machines with at most this many cores run the pixel baselines after the backbone pass.
+SMALL_MACHINE_CORES = 4
+
+
 def train_models(params: PipelineParams, table: Path, n_classes: int, cache_dir: Path) -> TrainedModels:
     """Pixel baselines, the backbone pass, classifiers on its features and the transfer model;
     scikit-learn fits are submitted so they overlap with the transfer model's training."""
@@ -206,21 +224,35 @@ def train_models(params: PipelineParams, table: Path, n_classes: int, cache_dir:
         )
         trained.step_outputs.append(out)
 
-    if baselines.pixel_models:
+    def submit_pixel_baselines() -> None:
         # Cached results come back from plain JSON: paths as strings.
         pixels = Path(
             pixel_features_task.with_options(**cached)(table, baselines.pixel_size, cache_dir, refresh=refresh)
         )
         for kind in baselines.pixel_models:
             submit_baseline(kind, "pixels", pixels, baselines)
+
     transfer = params.transfer.resolved()
-    if transfer.enabled or baselines.embedding_models:
+    needs_features = transfer.enabled or bool(baselines.embedding_models)
+    # On a few cores a scikit-learn fit (n_jobs=-1) next to the backbone pass slows both: they
+    # want the same cores. There the pixel baselines start after the pass; on a Dask cluster or
+    # a bigger machine they overlap with it.
+    overlap = params.runtime.task_runner == "dask" or available_cores() > SMALL_MACHINE_CORES
+    if baselines.pixel_models and (overlap or not needs_features):
+        submit_pixel_baselines()
+    if needs_features:
+        check_feature_budget(transfer, table)  # before the hour-long pass, not after it
         spec = EmbeddingSpec.of(transfer, split.seed)
+        on_cluster = params.runtime.task_runner == "dask"
+        if on_cluster:  # the chunks run on the workers first; the step below assembles their files
+            spread_backbone_pass(table, spec, cache_dir, transfer.feature_chunk, refresh)
         embeddings = Path(
             embeddings_task.with_options(**cached)(
-                table, spec, cache_dir, refresh=refresh, chunk_size=transfer.feature_chunk
+                table, spec, cache_dir, refresh=refresh, chunk_size=transfer.feature_chunk, reuse_chunks=on_cluster
             )
         )
+        if baselines.pixel_models and not overlap:
+            submit_pixel_baselines()
         for model in baselines.embedding_models:
             submit_baseline(model, transfer.backbone, embeddings, baselines.on_embeddings())
         if transfer.enabled:
@@ -240,6 +272,17 @@ def train_models(params: PipelineParams, table: Path, n_classes: int, cache_dir:
         # What later data is compared with (tasks.drift); after the training steps, off their path.
         drift_reference_task(table, embeddings, spec)
     return trained
+
+
+def check_feature_budget(transfer: TransferSettings, table: Path) -> None:
+    """Refuse features that would not fit in memory (`FeaturesTooLarge`); warn what
+    ``--preset original`` costs at this size (tasks.models.sizing)."""
+    frame = read_table(table)
+    n_images, n_train = len(frame), int((frame["role"] == ROLE_TRAIN).sum())
+    check_feature_memory(transfer, n_images, n_train)
+    warning = preset_warning(transfer, n_images, n_train)
+    if warning:
+        get_logger().warning(warning)
 
 
 def validate_or_reuse(

@@ -1,11 +1,14 @@
 """Task runners: threads on one machine, or Dask (a local cluster or an existing one).
 
-The same flows run under either: independent tasks (the baselines, chunks of the image scan and
-of feature extraction) are submitted with ``.submit`` and the runner decides where they execute.
-Dask workers are separate processes (``processes=True``): TensorFlow and Keras keep global state
-per process, and scikit-learn/NumPy release the GIL only part of the time, so threads in one
-process would not give real parallelism. One thread per worker keeps TF from oversubscribing the
-cores; TF's own thread pools are sized per process.
+The same flows run under either. What is submitted, and so runs where the runner decides: the
+scikit-learn fits and, under Dask only, one task per chunk of the backbone pass
+(`flows.cluster.spread_backbone_pass`; under threads the pass runs in order in one task, since
+several TensorFlow models in one process would only contend for its cores and memory). The
+image scan, the pixel features, the transfer model's training, evaluation and publishing run in
+the flow's process. Dask workers are separate processes (``processes=True``): TensorFlow and
+Keras keep global state per process, and scikit-learn/NumPy release the GIL only part of the
+time. One thread per worker keeps TF from oversubscribing the cores; TF's own thread pools are
+sized per process. Workers report to the flow's Prefect API (`flows.cluster.workers_api`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any, Literal
 
 from prefect.task_runners import ThreadPoolTaskRunner
 
-__all__ = ["TaskRunnerKind", "default_dask_workers", "make_task_runner"]
+__all__ = ["TaskRunnerKind", "available_cores", "default_dask_workers", "make_task_runner"]
 
 TaskRunnerKind = Literal["thread", "dask"]
 
@@ -24,10 +27,15 @@ TaskRunnerKind = Literal["thread", "dask"]
 WORKER_MEMORY_GIB = 2.5
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_dask_workers(cpus: int | None = None, memory_gib: float | None = None) -> int:
     """Worker processes for a local cluster: one per core, capped by memory, at least one."""
     if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cpus = available_cores()
     if memory_gib is None:
         memory_gib = total_memory_gib()
     by_memory = int(memory_gib // WORKER_MEMORY_GIB) if memory_gib else cpus

@@ -26,6 +26,7 @@ from tasks.drift.check import check_drift
 from tasks.drift.reference import write_drift_reference
 from tasks.kaggle import download_competition, submit_champion
 from tasks.models.baselines import train_baseline
+from tasks.models.chunk_tasks import compute_chunk
 from tasks.models.embeddings import compute_embeddings
 from tasks.models.features import pixel_features
 from tasks.models.settings import TransferSettings
@@ -73,6 +74,15 @@ embeddings_task = step(
     **IO_RETRIES,  # feature steps read many files: retried on transient errors only
     cache_policy=FingerprintPolicy(),
     **PERSISTED,
+)
+#: One chunk of the backbone pass, on a Dask worker (flows.cluster): its file is its own cache.
+feature_chunk_task = step(
+    compute_chunk,
+    name="backbone-chunk",
+    task_run_name="backbone-chunk-{pass_index}-{chunk_index}",
+    **IO_RETRIES,
+    cache_policy=NO_CACHE,
+    persist_result=False,
 )
 baseline_task = step(
     train_baseline,

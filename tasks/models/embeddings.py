@@ -176,12 +176,19 @@ def write_recipe(target: Path, spec: EmbeddingSpec) -> None:
 
 
 def compute_embeddings(
-    table_path: Path, spec: EmbeddingSpec, cache_dir: Path, refresh: bool = False, chunk_size: int = DEFAULT_CHUNK
+    table_path: Path,
+    spec: EmbeddingSpec,
+    cache_dir: Path,
+    refresh: bool = False,
+    chunk_size: int = DEFAULT_CHUNK,
+    reuse_chunks: bool = False,
 ) -> Path:
     """Cached ``.npz`` with ``clean`` (every table row, table order) and ``views`` (augmented
     copies of the train rows, ``views x n_train x ...``) plus ``train_rows`` (their row numbers).
     A damaged cache file is computed again. The backbone pass runs in chunks of ``chunk_size``
-    images, each cached on its own (`tasks.models.feature_chunks`): a killed pass resumes."""
+    images, each cached on its own (`tasks.models.feature_chunks`): a killed pass resumes.
+    ``reuse_chunks``: the chunks were just computed by a cluster's workers (`tasks.models.chunk_tasks`),
+    so they are read even under ``refresh`` (which then only means: do not reuse the ``.npz``)."""
     table = read_table(table_path)
     target = target_for(table, spec, cache_dir)
     if target.is_file() and not refresh:
@@ -193,43 +200,78 @@ def compute_embeddings(
             discard(target, err.reason)
     write_recipe(target, spec)  # before the features: a reader that finds them can rebuild them
     return atomic_write(
-        target, lambda tmp: write_embeddings(tmp, table, spec, Path(cache_dir), chunk_size=chunk_size, refresh=refresh)
+        target,
+        lambda tmp: write_embeddings(
+            tmp, table, spec, Path(cache_dir), chunk_size=chunk_size, refresh=refresh and not reuse_chunks
+        ),
     )
 
 
+@dataclass(frozen=True)
+class FeaturePass:
+    """One pass of the backbone over some table rows: the clean pass over all of them, or
+    augmented view *v* of the train rows (seeded ``spec.seed + v``)."""
+
+    label: str
+    rows: np.ndarray  # table row numbers, in order
+    augment: bool
+    seed: int
+
+
+def feature_passes(table: Any, spec: EmbeddingSpec) -> list[FeaturePass]:
+    """The passes whose features make up ``spec``'s cached file for ``table``, in file order."""
+    train_rows = np.flatnonzero((table["role"] == ROLE_TRAIN).to_numpy())
+    clean = FeaturePass(f"{spec.backbone} features", np.arange(len(table)), False, spec.seed)
+    views = [
+        FeaturePass(f"{spec.backbone} view {v}", train_rows, True, spec.seed + v) for v in range(1, spec.views + 1)
+    ]
+    return [clean, *views]
+
+
+def pass_extractor(spec: EmbeddingSpec, augment: bool) -> Any:
+    """``extract(model, paths, ok, seed)`` of one pass, as `tasks.models.feature_chunks` calls it."""
+    return lambda model, paths, ok, seed: extract_features(model, paths, ok, spec, augment=augment, seed=seed)
+
+
 def write_embeddings(
-    tmp: Path, table: Any, spec: EmbeddingSpec, cache_dir: Path, chunk_size: int = DEFAULT_CHUNK, refresh: bool = False
+    tmp: Path,
+    table: Any,
+    spec: EmbeddingSpec,
+    cache_dir: Path,
+    chunk_size: int = DEFAULT_CHUNK,
+    refresh: bool = False,
 ) -> None:
     """Run the backbone over every image (and the augmented views of the train rows) into ``tmp``,
-    chunk by chunk; finished chunks of an earlier, interrupted pass are reused."""
+    chunk by chunk; finished chunks (of an interrupted pass, or computed by a cluster's workers)
+    are reused unless ``refresh``."""
     paths = table["path"].tolist()
     ok = image_ok_flags(table)
 
-    @functools.cache  # built once, and only if some chunk must be computed
+    @functools.cache  # built once, and only if some chunk must be computed; freed with the pass
     def get_model() -> Any:
         return backbone_for(spec)
 
-    def passes(chunk_paths: list[str], chunk_ok: np.ndarray, augment: bool, seed: int, label: str) -> np.ndarray:
+    def run(one: FeaturePass) -> np.ndarray:
         return extract_in_chunks(
             get_model,
-            lambda model, c, k, s: extract_features(model, c, k, spec, augment=augment, seed=s),
-            chunk_paths,
-            chunk_ok,
+            pass_extractor(spec, one.augment),
+            [paths[i] for i in one.rows],
+            ok[one.rows],
             spec,
             cache_dir,
-            augment=augment,
-            seed=seed,
+            augment=one.augment,
+            seed=one.seed,
             chunk_size=chunk_size,
-            label=label,
+            label=one.label,
             refresh=refresh,
         )
 
-    clean = passes(paths, ok, False, spec.seed, f"{spec.backbone} features")
+    clean_pass, *view_passes = feature_passes(table, spec)
+    clean = run(clean_pass)
     train_rows = np.flatnonzero((table["role"] == ROLE_TRAIN).to_numpy())
     stacked = np.empty((spec.views, len(train_rows), *clean.shape[1:]), np.float16)
-    view_paths = [paths[i] for i in train_rows]
-    for v in range(1, spec.views + 1):
-        stacked[v - 1] = passes(view_paths, ok[train_rows], True, spec.seed + v, f"{spec.backbone} view {v}")
+    for v, one in enumerate(view_passes):  # one view at a time: written straight into the stack
+        stacked[v] = run(one)
     with open(tmp, "wb") as handle:
         np.savez(handle, clean=clean, views=stacked, train_rows=train_rows)
 

@@ -11,12 +11,15 @@ damaged one is deleted with one warning and computed again.
 
 The features are written into one preallocated array (no list of batches, no second copy at
 the end) and the console shows a progress bar with images/s and the ETA (tqdm), mirrored to a
-Prefect progress artifact when inside a run.
+Prefect progress artifact when inside a run. The chunks are independent: under a Dask task
+runner the flow submits the unfinished ones to the cluster's workers first
+(`tasks.models.chunk_tasks`), and the pass then only reads their files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +81,69 @@ def write_chunk(path: Path, features: np.ndarray) -> None:
     atomic_write(path, write)
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of one pass: rows ``[start, stop)`` of the pass's images, its seed and cache file."""
+
+    index: int
+    start: int
+    stop: int
+    seed: int
+    path: Path
+
+
+def plan_chunk(
+    paths: list[str],
+    ok: np.ndarray,
+    spec: Any,
+    cache_dir: Path,
+    *,
+    augment: bool,
+    seed: int,
+    chunk_size: int,
+    index: int,
+) -> Chunk:
+    """Chunk ``index`` of one pass over ``paths``, with its content key's file (only its own
+    images are looked at: a worker computing one chunk does not stat the other 150,000)."""
+    start, stop = index * chunk_size, min((index + 1) * chunk_size, len(paths))
+    if not 0 <= start < stop:
+        raise IndexError(f"chunk {index} of {len(paths)} images in chunks of {chunk_size} does not exist")
+    piece_seed = chunk_seed(seed, index)
+    key = chunk_key(spec, augment, piece_seed, paths[start:stop], np.asarray(ok, bool)[start:stop])
+    return Chunk(index, start, stop, piece_seed, chunk_file(cache_dir, key))
+
+
+def plan_chunks(
+    paths: list[str], ok: np.ndarray, spec: Any, cache_dir: Path, *, augment: bool, seed: int, chunk_size: int
+) -> list[Chunk]:
+    """Every chunk of one pass over ``paths``, in order."""
+    n_chunks = len(chunk_bounds(len(paths), chunk_size))
+    return [
+        plan_chunk(paths, ok, spec, cache_dir, augment=augment, seed=seed, chunk_size=chunk_size, index=i)
+        for i in range(n_chunks)
+    ]
+
+
+def run_chunk(
+    chunk: Chunk,
+    get_model: Callable[[], Any],
+    extract: Callable[[Any, list[str], np.ndarray, int], np.ndarray],
+    paths: list[str],
+    ok: np.ndarray,
+    refresh: bool = False,
+) -> tuple[np.ndarray, bool]:
+    """One chunk's features (``paths``/``ok`` are the whole pass's) and whether they were computed
+    now: a finished chunk file is reused unless ``refresh``; otherwise the model is built (only
+    then) and the features are written atomically before they are returned."""
+    features = None if refresh else read_chunk(chunk.path, chunk.stop - chunk.start)
+    if features is not None:
+        return features, False
+    rows = slice(chunk.start, chunk.stop)
+    features = np.asarray(extract(get_model(), paths[rows], np.asarray(ok, bool)[rows], chunk.seed), np.float16)
+    write_chunk(chunk.path, features)
+    return features, True
+
+
 def extract_in_chunks(
     get_model: Callable[[], Any],
     extract: Callable[[Any, list[str], np.ndarray, int], np.ndarray],
@@ -94,30 +160,21 @@ def extract_in_chunks(
 ) -> np.ndarray:
     """Features of ``paths`` (in order) as one float16 array, chunk by chunk, reusing finished chunks.
 
-    ``get_model()`` builds the backbone (called only if some chunk must be computed);
-    ``extract(model, paths, ok, seed)`` computes one chunk's features. ``refresh`` recomputes
-    every chunk (and replaces its file).
+    ``get_model()`` builds the backbone (called only if some chunk must be computed; it should
+    memoise); ``extract(model, paths, ok, seed)`` computes one chunk's features. ``refresh``
+    recomputes every chunk (and replaces its file).
     """
     from tasks.models.progress import StageProgress
 
-    ok = np.asarray(ok, bool)
+    chunks = plan_chunks(paths, ok, spec, cache_dir, augment=augment, seed=seed, chunk_size=chunk_size)
     out: np.ndarray | None = None
-    model = None
     with StageProgress(label, total=len(paths), unit="img") as progress:
-        for index, (start, stop) in enumerate(chunk_bounds(len(paths), chunk_size)):
-            piece_seed = chunk_seed(seed, index)
-            key = chunk_key(spec, augment, piece_seed, paths[start:stop], ok[start:stop])
-            path = chunk_file(cache_dir, key)
-            features = None if refresh else read_chunk(path, stop - start)
-            if features is None:
-                model = model if model is not None else get_model()
-                features = np.asarray(extract(model, paths[start:stop], ok[start:stop], piece_seed), np.float16)
-                write_chunk(path, features)
+        for chunk in chunks:
+            features, _ = run_chunk(chunk, get_model, extract, paths, ok, refresh)
             if out is None:
                 out = np.empty((len(paths), *features.shape[1:]), np.float16)
-            out[start:stop] = features
-            progress.advance(stop - start)
+            out[chunk.start : chunk.stop] = features
+            progress.advance(chunk.stop - chunk.start)
     if out is None:  # no images: the width is the model's
-        model = model if model is not None else get_model()
-        return np.zeros((0, *model.output_shape[1:]), np.float16)
+        return np.zeros((0, *get_model().output_shape[1:]), np.float16)
     return out

@@ -98,6 +98,12 @@ class TransferSettings(BaseModel):
         description="Backbone pass: images per chunk, each cached on its own as it finishes (a killed run resumes "
         "from the last finished chunk).",
     )
+    max_feature_gib: float = Field(
+        8.0,
+        gt=0,
+        description="Refuse a run whose backbone features would take more GiB in memory (float32) than this, "
+        "before the backbone pass (the flatten-dense head on 200,000 images needs about 47).",
+    )
     views: int = Field(0, ge=0, le=10, description="Extra augmented views of each training image for stage 1.")
     stage1: Literal["probe", "train"] = Field(
         "probe",

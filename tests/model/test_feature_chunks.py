@@ -77,3 +77,29 @@ def test_a_killed_backbone_pass_recomputes_only_the_unfinished_chunks(
     refreshed = count_extractions(monkeypatch)
     compute_embeddings(run_table, SPEC, cache, chunk_size=CHUNK, refresh=True)
     assert len(refreshed) == total_chunks  # --refresh recomputes every chunk
+
+
+@pytest.mark.slow
+def test_chunks_computed_one_task_each_assemble_into_the_same_features(
+    run_table: Path,  # noqa: F811
+    tiny_sample: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a Dask cluster's workers do (one `compute_chunk` task per chunk, any order) gives the
+    very file one process computes, and assembling it computes nothing again, even under --refresh."""
+    from tasks.models.chunk_tasks import compute_chunk, pending_chunks
+
+    cold = stored(compute_embeddings(small_table(tiny_sample, tmp_path / "cold"), SPEC, tmp_path / "cold-cache"))
+    cache = tmp_path / "cache"
+    pending = pending_chunks(run_table, SPEC, cache, CHUNK)
+    n_rows, n_train = sum(1 for _ in open(run_table)) - 1, 16
+    assert len(pending) == len(chunk_bounds(n_rows, CHUNK)) + len(chunk_bounds(n_train, CHUNK))
+    done = [compute_chunk(run_table, SPEC, cache, p, c, CHUNK) for p, c in reversed(pending)]
+    assert all(d["computed"] for d in done) and pending_chunks(run_table, SPEC, cache, CHUNK) == []
+
+    assembled = count_extractions(monkeypatch)
+    got = stored(compute_embeddings(run_table, SPEC, cache, chunk_size=CHUNK, refresh=True, reuse_chunks=True))
+    assert assembled == []
+    for name in ("clean", "views", "train_rows"):
+        np.testing.assert_array_equal(got[name], cold[name], err_msg=name)
