@@ -2,8 +2,8 @@
 
     python -m benchmarks.bench_validation [--rows 200000] [--files 20000] [--workdir DIR]
 
-1. CSV suites: a synthetic Kaggle-layout directory (real class names, labels drawn with the real
-   class balance, 40-hex filenames; no images) with ``rows`` rows split 2:1 into train and val
+1. CSV suites: a synthetic Kaggle-layout directory (real class names, labels drawn uniformly
+   over the families, 40-hex filenames; no images) with ``rows`` rows split 2:1 into train and val
    and a small test.csv; times `tasks.validation.validate_csvs` (train_csv, val_csv, test_csv and
    class_balance suites, with their derived columns), after Great Expectations is imported.
 2. Image scan: ``files`` small JPEGs (72-176 px, like the embedded sample), scanned with an empty
@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 
 
-def write_csv_dataset(root: Path, rows: int, seed: int = 0) -> Path:
-    """Kaggle-layout CSVs (no images) with ``rows`` labelled rows and real-looking labels."""
+def write_csv_dataset(root: Path, rows: int, seed: int = 0, test_rows: int = 1000) -> Path:
+    """Kaggle-layout CSVs (no images): ``rows`` labelled rows split 2:1 into train and val, with
+    labels drawn uniformly over the families, and ``test_rows`` rows in test.csv (placeholder labels, as on Kaggle)."""
     from tasks.data.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
 
     rng = np.random.default_rng(seed)
@@ -39,7 +40,7 @@ def write_csv_dataset(root: Path, rows: int, seed: int = 0) -> Path:
     (public / "info.json").write_text(json.dumps({"coarse": list(COARSE_NAMES), "fine": list(FINE_NAMES)}))
     fine = rng.integers(0, len(FINE_NAMES), size=rows)
     coarse = np.asarray(FINE_TO_COARSE)[fine]
-    names = [f"{n:040x}.jpg" for n in rng.choice(2**62, size=rows + 1000, replace=False)]
+    names = [f"{n:040x}.jpg" for n in rng.choice(2**62, size=rows + test_rows, replace=False)]
     frame = pd.DataFrame({"filename": names[:rows], "fine": fine, "coarse": coarse})
     n_train = rows * 2 // 3
     frame.iloc[:n_train].to_csv(public / "train.csv", index=False)
