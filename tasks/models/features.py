@@ -93,9 +93,13 @@ def read_table_paths(table_path: Path) -> list[str]:
 
 
 def read_pixel_features(path: Path, n_rows: int, size: int, grayscale: bool) -> np.ndarray:
-    """A cached pixel matrix, checked against the table it belongs to; `DamagedCache` otherwise."""
+    """A cached pixel matrix, checked against the table it belongs to; `DamagedCache` otherwise.
+
+    Memory-mapped, read-only: each baseline (two run at once) copies only the rows it fits or
+    scores, instead of holding the whole matrix too (1.4 GB of float32 at 150,000 images of
+    48 px). The range check reads every page once, through the shared page cache."""
     width = size * size * (1 if grayscale else 3)
-    matrix = read_npy(path, (n_rows, width), np.float32)
+    matrix = read_npy(path, (n_rows, width), np.float32, mmap=True)
     if matrix.size and not (np.isfinite(matrix).all() and matrix.min() >= 0.0 and matrix.max() <= 1.0):
         raise DamagedCache(path, "holds values outside [0, 1] (pixel features are scaled to [0, 1])")
     return matrix
