@@ -137,12 +137,21 @@ def spread_backbone_pass(
 
     if not refresh and target_for(read_table(table), spec, cache_dir).is_file():
         return []
+    from prefect.futures import as_completed
+
+    from tasks.models.progress import StageProgress
+
     started = time.monotonic()
     futures = [
         feature_chunk_task.submit(table, spec, cache_dir, pass_index, chunk_index, chunk_size, refresh)
         for pass_index, chunk_index in pending_chunks(table, spec, cache_dir, chunk_size, refresh)
     ]
-    done = [future.result() for future in futures]
+    done = []
+    # Chunks/s and the ETA on the console and in a progress artifact, as the workers finish them.
+    with StageProgress(f"{spec.backbone} features on the cluster", total=len(futures), unit="chunk") as progress:
+        for future in as_completed(futures):
+            done.append(future.result())
+            progress.advance(1)
     if done:
         get_run_logger().info(describe_spread(done, time.monotonic() - started))
     return done
