@@ -43,6 +43,7 @@ def scores(summary: dict) -> dict[str, tuple[float, float]]:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # stage 2 is trained twice and must score the same: no other test alongside
 def test_rerun_after_damaging_every_cache_file_gives_the_same_scores(
     prefect_server: None,
     tiny_sample: Path,
