@@ -19,9 +19,10 @@ KERAS_SUFFIX = ".keras"
 
 #: Types that skops does not trust by default but our models contain, reviewed once:
 #: ``skops.io.get_untrusted_types`` on a saved RandomForestClassifier, SVC (gamma float and
-#: "scale") and Pipeline(StandardScaler, LogisticRegression) (scikit-learn 1.9, skops 0.16)
-#: reports only the decision trees' Cython ``Tree`` (rebuilt from arrays, no code). SVC and the
-#: pipeline need nothing beyond skops' defaults (scikit-learn estimators, numpy arrays).
+#: "scale"), Pipeline(Nystroem, LinearSVC) (the default SVM) and Pipeline(StandardScaler,
+#: LogisticRegression) (scikit-learn 1.9, skops 0.16) reports only the decision trees' Cython
+#: ``Tree`` (rebuilt from arrays, no code). The SVMs and the pipelines need nothing beyond skops'
+#: defaults (scikit-learn estimators, numpy arrays).
 TRUSTED_SKOPS_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
 
 
