@@ -29,10 +29,10 @@ class BaselineSettings(BaseModel):
     Every default stays bounded at full size (150k labelled images, ~120k training rows;
     ``python -m benchmarks.bench_baselines`` measures it): each Random Forest tree grows on a
     bootstrap of at most `rf_max_samples` images, so its fit time and saved size stop growing with
-    the data (a run with fewer training images trains exactly as before); the SVM approximates the
-    rbf kernel with `svm_components` Nystroem landmarks under a linear SVM, so its prediction costs
-    that many kernel evaluations per image instead of one per support vector (on the embedded
-    sample it scored at least as well as the exact SVC). The original project's setup:
+    the data (a training set below the cap is bootstrapped whole), and `rf_min_samples_leaf` bounds
+    its nodes; the SVM approximates the rbf kernel with `svm_components` Nystroem landmarks under
+    a linear SVM, so its prediction costs that many kernel evaluations per image instead of one
+    per support vector (on the embedded sample it scored at least as well as the exact SVC). The original project's setup:
     ``--baselines.rf-n-estimators 1000 --baselines.rf-max-samples none
     --baselines.rf-min-samples-leaf 1 --baselines.svm-solver exact``.
     """
