@@ -55,8 +55,8 @@ class BaselineSettings(BaseModel):
         4000,
         ge=1,
         description="Random Forests (pixels and features): images drawn for each tree's bootstrap, so that fit "
-        "time and model size stop growing with the data (300 trees at 120k images, leaf >= 3: 36 s on 2 cores, "
-        "69 MB with 8 classes, benchmarks/bench_baselines); a smaller training set is bootstrapped whole "
+        "time and model size stop growing with the data (300 trees at 120k images, leaf >= 3: 36-81 s on 2 cores, "
+        "69 MB with 8 classes, 285 MB with 50; benchmarks/bench_baselines); a smaller training set is bootstrapped whole "
         "(empty: always the whole training set, as the original project did).",
     )
     rf_min_samples_leaf: int = Field(
@@ -64,7 +64,7 @@ class BaselineSettings(BaseModel):
         ge=1,
         description="Random Forests (pixels and features): fewest images per leaf (original: 1, trees "
         "grown until pure); with the bootstrap cap it bounds the nodes per tree (leaf 1 with a 6,000 bootstrap "
-        "saved 832 MB at 120k images).",
+        "saved 161 MB with 8 classes, 832 MB with 50, at 120k images).",
     )
     svm_solver: Literal["nystroem", "exact"] = Field(
         "nystroem",
