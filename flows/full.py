@@ -220,21 +220,18 @@ def train_models(params: PipelineParams, table: Path, n_classes: int, cache_dir:
         )
         trained.step_outputs.append(out)
 
-    def submit_pixel_baselines() -> None:
-        # Cached results come back from plain JSON: paths as strings.
-        pixels = Path(
-            pixel_features_task.with_options(**cached)(table, baselines.pixel_size, cache_dir, refresh=refresh)
-        )
-        for kind in baselines.pixel_models:
-            submit_baseline(kind, "pixels", pixels, baselines)
-
     transfer = params.transfer.resolved()
     needs_features = transfer.enabled or bool(baselines.embedding_models)
     # The pixel baselines overlap with the backbone pass. Started after it instead (tried on <= 4
     # cores, where both want every core), they coincided with stage 2 and the other fits: peak RSS
     # at 10k images rose from 2.31 to 2.89 GB (benchmarks/bench_scale), so the overlap stays.
     if baselines.pixel_models:
-        submit_pixel_baselines()
+        # Cached results come back from plain JSON: paths as strings.
+        pixels = Path(
+            pixel_features_task.with_options(**cached)(table, baselines.pixel_size, cache_dir, refresh=refresh)
+        )
+        for kind in baselines.pixel_models:
+            submit_baseline(kind, "pixels", pixels, baselines)
     if needs_features:
         check_feature_budget(transfer, table)  # before the hour-long pass, not after it
         spec = EmbeddingSpec.of(transfer, split.seed)
