@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from tasks.machine import available_cores
+
 __all__ = ["TaskRunnerKind", "available_cores", "default_dask_workers", "make_task_runner"]
 
 TaskRunnerKind = Literal["thread", "dask"]
@@ -25,11 +27,6 @@ TaskRunnerKind = Literal["thread", "dask"]
 # A worker process that imports TensorFlow and holds a model plus a batch of images needs about
 # 1.5-2.5 GiB; below this much memory per worker Dask would start pausing and restarting workers.
 WORKER_MEMORY_GIB = 2.5
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the platform has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def default_dask_workers(cpus: int | None = None, memory_gib: float | None = None) -> int:

@@ -20,6 +20,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.svm import SVC
 
+from tasks.machine import fit_jobs
 from tasks.models.settings import BaselineSettings
 
 if TYPE_CHECKING:
@@ -125,6 +126,7 @@ def fit_baseline(
             settings.rf_n_estimators,
             settings.rf_max_depth,
             seed,
+            n_jobs=fit_jobs(settings.rf_n_jobs),
             max_samples=settings.rf_max_samples,
             min_samples_leaf=settings.rf_min_samples_leaf,
         )
@@ -145,17 +147,35 @@ def fit_baseline(
     raise ValueError(f"unknown baseline {kind!r}; expected random_forest, svm or logreg")
 
 
+#: Rows converted and scored at a time: bounds the float32 rows and a model's per-row work
+#: (the Nystroem SVM's kernel map is float64 rows x landmarks) instead of holding every scored row.
+PREDICT_CHUNK = 8192
+
+
 def load_feature_matrix(path: Path, table_path: Path) -> np.ndarray:
-    """Pixel features (.npy) or cached backbone embeddings (.npz, clean views), as a 2-D matrix,
-    checked against the table (a damaged cache file is computed again, see tasks.cache_files)."""
+    """Pixel features (.npy, float32, memory-mapped) or cached backbone embeddings (.npz, clean
+    views, float16 as stored), as a 2-D matrix checked against the table (a damaged cache file is
+    computed again, see tasks.cache_files). `float_rows` converts the rows a fit or a prediction uses."""
     if Path(path).suffix == ".npz":
         from tasks.models.embeddings import load_embeddings
 
-        clean = load_embeddings(path, table_path)["clean"]
+        clean = load_embeddings(path, table_path, dtype=None)["clean"]
         return clean.reshape(len(clean), -1)
     from tasks.models.features import load_pixel_features
 
     return load_pixel_features(path, table_path)
+
+
+def float_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``matrix[rows]`` as float32 (what every model is fitted on and predicts from; float16
+    features convert exactly)."""
+    return np.asarray(matrix[rows], dtype=np.float32)
+
+
+def predict_rows(model: ClassifierMixin, matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The model's classes for ``matrix[rows]``, `PREDICT_CHUNK` rows at a time."""
+    parts = [model.predict(float_rows(matrix, rows[i : i + PREDICT_CHUNK])) for i in range(0, len(rows), PREDICT_CHUNK)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=int)
 
 
 def feature_inputs(features_path: Path, settings: BaselineSettings) -> Inputs:
@@ -200,11 +220,12 @@ def train_baseline(
     table = read_table(table_path)
     matrix = load_feature_matrix(features_path, table_path)
     train_mask = (table["role"] == ROLE_TRAIN).to_numpy()
-    model = fit_baseline(kind, matrix[train_mask], table.loc[train_mask, target].astype(int).to_numpy(), settings, seed)
+    labels = table.loc[train_mask, target].astype(int).to_numpy()
+    model = fit_baseline(kind, float_rows(matrix, np.flatnonzero(train_mask)), labels, settings, seed)
     name = f"{feature_name}_{kind}"
     out = RunFolder(out_dir)
     model_path = save_model(model, out.model_file(name, SKLEARN_SUFFIX))
     write_recipe(out.root, name, model_path, target, model.classes_, feature_inputs(features_path, settings))
     rows = scored_rows(table)
-    predicted = model.predict(matrix[rows.index.to_numpy()])
+    predicted = predict_rows(model, matrix, rows.index.to_numpy())
     return write_predictions(rows, predicted, out.predictions_of(name))

@@ -93,14 +93,14 @@ def plan_training_rows(table: Any, n_classes: int, settings: TransferSettings, s
 def stage1_inputs(
     emb: dict[str, np.ndarray], table: Any, rows: np.ndarray, target: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Clean features of ``rows`` plus each augmented view of them, and their labels (repeated
-    once per view): the (x, y) a stage-1 head is fitted on."""
+    """Clean features of ``rows`` plus each augmented view of them, as float32, and their labels
+    (repeated once per view): the (x, y) a stage-1 head is fitted on."""
     parts = [emb["clean"][rows]]
     if len(emb["views"]):
         position = {int(r): i for i, r in enumerate(emb["train_rows"])}
         view_index = np.array([position[int(r)] for r in rows])
         parts += [view[view_index] for view in emb["views"]]
-    return np.concatenate(parts), np.tile(table.loc[rows, target].astype(int).to_numpy(), len(parts))
+    return np.concatenate(parts, dtype=np.float32), np.tile(table.loc[rows, target].astype(int).to_numpy(), len(parts))
 
 
 def image_dataset_for(
@@ -271,7 +271,8 @@ def train_transfer(
     # First, as its own step would: a damaged features file is rebuilt (seeding Keras itself)
     # before this step seeds, so that training then runs exactly as after a cold features step.
     spec = EmbeddingSpec.of(settings, split.seed)
-    emb = load_embeddings(embeddings_path, table_path, spec)
+    # float16 as stored: only the rows each use takes are converted to float32.
+    emb = load_embeddings(embeddings_path, table_path, spec, dtype=None)
     keras.utils.set_random_seed(split.seed)
     devices = plan_devices(settings.precision)
     logger.info("Training on %s", devices.description)
@@ -279,7 +280,8 @@ def train_transfer(
     size = settings.input_size()
     plan_rows = plan_training_rows(table, n_classes, settings, split)
     x_fit, y_fit = stage1_inputs(emb, table, plan_rows.fit, target)
-    x_val, y_val = emb["clean"][plan_rows.val], table.loc[plan_rows.val, target].astype(int).to_numpy()
+    x_val = emb["clean"][plan_rows.val].astype(np.float32)
+    y_val = table.loc[plan_rows.val, target].astype(int).to_numpy()
     out = RunFolder(out_dir)
     scored = scored_rows(table)
     outputs: dict[str, str] = {}
@@ -303,7 +305,7 @@ def train_transfer(
         stage1_score = max(r["val_macro_f1"] for r in history)
         logger.info("Stage 1 (%s): validation-slice macro-F1 %.3f", settings.stage1, stage1_score)
         head_probs = published_head.predict(
-            emb["clean"][scored.index.to_numpy()], verbose=0, batch_size=HEAD_PREDICT_BATCH
+            emb["clean"][scored.index.to_numpy()].astype(np.float32), verbose=0, batch_size=HEAD_PREDICT_BATCH
         )
         name = settings.backbone
         outputs[f"{name}_head"] = str(
