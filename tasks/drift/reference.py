@@ -89,7 +89,7 @@ def write_drift_reference(table_path: Path, embeddings_path: Path, spec: Embeddi
         raise ValueError(f"{table_path} is not a run's table ({run.table}): no run folder to write the reference into")
     table = read_table(table_path)
     # load_embeddings: a damaged features file is computed again (with one warning), as every reader does.
-    clean = load_embeddings(Path(embeddings_path), table_path, spec, dtype=None)["clean"]
+    clean = load_embeddings(Path(embeddings_path), table_path, spec)["clean"]
     train = (table["role"] == ROLE_TRAIN).to_numpy()
     rows = seeded_subsample(np.flatnonzero(train & image_ok_flags(table)), REFERENCE_ROWS, spec.seed)
     features = pooled(clean[rows]).astype(np.float16)

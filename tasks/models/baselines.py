@@ -159,7 +159,7 @@ def load_feature_matrix(path: Path, table_path: Path) -> np.ndarray:
     if Path(path).suffix == ".npz":
         from tasks.models.embeddings import load_embeddings
 
-        clean = load_embeddings(path, table_path, dtype=None)["clean"]
+        clean = load_embeddings(path, table_path)["clean"]
         return clean.reshape(len(clean), -1)
     from tasks.models.features import load_pixel_features
 

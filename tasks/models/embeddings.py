@@ -277,14 +277,10 @@ def write_embeddings(
 
 
 def load_embeddings(
-    path: Path,
-    table_path: Path | None = None,
-    spec: EmbeddingSpec | None = None,
-    dtype: type[np.floating[Any]] | None = np.float32,
+    path: Path, table_path: Path | None = None, spec: EmbeddingSpec | None = None
 ) -> dict[str, np.ndarray]:
-    """Load a cached embeddings file as ``dtype`` arrays (``train_rows`` as stored); ``dtype=None``
-    keeps the stored float16, for readers that convert only the rows they use (half the memory of
-    a float32 copy of every row, per reader).
+    """Load a cached embeddings file as stored: float16 features (checked), which readers convert
+    only for the rows they use (a float32 copy of every row per reader would double the memory).
 
     With ``table_path`` (the run table the file belongs to) a damaged file is deleted with one
     warning and computed again from its recipe (or from ``spec`` when the recipe is lost and
@@ -305,13 +301,7 @@ def load_embeddings(
                 recipe = rebuild_recipe(path, table, spec, err)
                 discard(path, err.reason)
                 arrays = read_embeddings(compute_embeddings(table_path, recipe, path.parent.parent), table)
-    if dtype is None:
-        return arrays
-    return {
-        "clean": arrays["clean"].astype(dtype),
-        "views": arrays["views"].astype(dtype),
-        "train_rows": arrays["train_rows"],
-    }
+    return arrays
 
 
 def rebuild_recipe(path: Path, table: Any, spec: EmbeddingSpec | None, damage: DamagedCache) -> EmbeddingSpec:

@@ -271,8 +271,7 @@ def train_transfer(
     # First, as its own step would: a damaged features file is rebuilt (seeding Keras itself)
     # before this step seeds, so that training then runs exactly as after a cold features step.
     spec = EmbeddingSpec.of(settings, split.seed)
-    # float16 as stored: only the rows each use takes are converted to float32.
-    emb = load_embeddings(embeddings_path, table_path, spec, dtype=None)
+    emb = load_embeddings(embeddings_path, table_path, spec)
     keras.utils.set_random_seed(split.seed)
     devices = plan_devices(settings.precision)
     logger.info("Training on %s", devices.description)
