@@ -26,6 +26,7 @@ from tasks.io import atomic_write_json, fingerprint_text
 from tasks.layout import RunFolder
 from tasks.models.checkpoints import EpochCheckpoint, checkpoint_key, resume_state, write_state
 from tasks.models.settings import TransferSettings
+from tasks.models.sizing import stage2_budget
 from tasks.models.training import (
     MacroF1EarlyStopping,
     ProgressCallback,
@@ -88,6 +89,25 @@ def plan_training_rows(table: Any, n_classes: int, settings: TransferSettings, s
         max_ratio=split.undersample_ratio,
     )
     return TrainingRows(fit=fit_rows[indices], val=val.index.to_numpy(), class_weight=class_weight, counts=counts)
+
+
+def stratified_draw(rows: np.ndarray, labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """At most ``limit`` of ``rows`` (all when ``limit`` is 0 or not smaller), drawn at random
+    within each class; each class gets its share of ``limit`` by largest remainders (within one
+    row of it), and at least one row while ``limit`` allows (given up by the largest classes)."""
+    if limit <= 0 or len(rows) <= limit:
+        return rows
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    quota = limit * counts / len(rows)
+    take = np.floor(quota).astype(int)
+    take[np.argsort(take - quota, kind="stable")[: limit - take.sum()]] += 1
+    if limit >= len(classes):  # a rare class keeps one row, taken from the largest share
+        for cls in np.flatnonzero(take == 0):
+            take[np.argmax(take)] -= 1
+            take[cls] = 1
+    rng = np.random.default_rng(seed)
+    taken = [rng.permutation(np.flatnonzero(inverse == c))[:n] for c, n in enumerate(take)]
+    return rows[np.sort(np.concatenate(taken))]
 
 
 def stage1_inputs(
@@ -161,7 +181,16 @@ def fine_tune(
     logger = get_logger()
     folder.mkdir(parents=True, exist_ok=True)
     unfreeze_top_blocks(backbone, settings.unfreeze_blocks)
-    steps = -(-len(plan_rows.fit) // settings.batch_size) * settings.stage2_epochs
+    budget = settings.stage2_max_images or 0  # resolved by `train_transfer` (`stage2_budget`)
+    fit_rows = stratified_draw(plan_rows.fit, table.loc[plan_rows.fit, target].astype(int).to_numpy(), budget, seed)
+    if len(fit_rows) < len(plan_rows.fit):
+        logger.info(
+            "Stage 2: fine-tuning on a stratified %d of the %d fit images (--transfer.stage2-max-images %d)",
+            len(fit_rows),
+            len(plan_rows.fit),
+            budget,
+        )
+    steps = -(-len(fit_rows) // settings.batch_size) * settings.stage2_epochs
     rate = (
         warmup_cosine(settings.stage2_lr, steps) if settings.stage2_schedule == "warmup-cosine" else settings.stage2_lr
     )
@@ -182,7 +211,7 @@ def fine_tune(
         logger.info("Stage 2: resuming after epoch %d from %s", initial_epoch, folder)
     if stopper.wait < settings.stage2_patience and initial_epoch < settings.stage2_epochs:
         train_ds = image_dataset_for(
-            table, plan_rows.fit, target, size, settings, shuffle=True, seed=seed + initial_epoch, cache_dir=image_cache
+            table, fit_rows, target, size, settings, shuffle=True, seed=seed + initial_epoch, cache_dir=image_cache
         )
         model.fit(
             train_ds,
@@ -275,6 +304,10 @@ def train_transfer(
     keras.utils.set_random_seed(split.seed)
     devices = plan_devices(settings.precision)
     logger.info("Training on %s", devices.description)
+    # Resolved here, so that the checkpoint key and the history name the budget stage 2 used.
+    settings = settings.model_copy(
+        update={"stage2_max_images": stage2_budget(settings.stage2_max_images, devices.n_gpus)}
+    )
     table = read_table(table_path)
     size = settings.input_size()
     plan_rows = plan_training_rows(table, n_classes, settings, split)
@@ -344,7 +377,14 @@ def train_transfer(
                 images = ImageInputs(image_size=size, batch_size=settings.batch_size)
                 write_recipe(out.root, f"{name}_finetuned", tuned_file, target, range(n_classes), images)
     atomic_write_json(
-        out.training_history, {"model": settings.backbone, "stage1": settings.stage1, **decision, "epochs": history}
+        out.training_history,
+        {
+            "model": settings.backbone,
+            "stage1": settings.stage1,
+            "stage2_max_images": settings.stage2_max_images,
+            **decision,
+            "epochs": history,
+        },
     )
     atomic_write_json(out.resampling, {"strategy": split.resampling, **plan_rows.counts})
     return outputs
