@@ -171,8 +171,8 @@ class TransferSettings(BaseModel):
         None,
         ge=0,
         description="Stage 2 fine-tunes on a stratified draw of at most this many fit images (0: all of them). "
-        "Empty: all on a GPU, 2,048 on a CPU, where each fine-tuning epoch over 100,000 images would take about "
-        "an hour; the stage-1 probe always sees every image, and stage 2 is published only when it beats it.",
+        "Empty: all on a GPU, 2,048 on a CPU, where one fine-tuning epoch over 100,000 images would take roughly "
+        "half an hour to an hour on 2 cores; the stage-1 probe always sees every image, and stage 2 is published only when it beats it.",
     )
     stage2_optimizer: Literal["adam", "rmsprop", "sgd"] = Field("adam", description="Stage 2 optimizer.")
     stage2_lr: float = Field(1e-5, gt=0, description="Stage 2 learning rate.")

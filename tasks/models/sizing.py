@@ -24,9 +24,10 @@ CPU_IMAGES_PER_S = {"efficientnet_lite0": 44.0, "mobilenetv2": 44.0 * 74 / 83, "
 TRAIN_STEP_COST = 3.0
 
 
-#: Stage 2's default image budget on a CPU (`TransferSettings.stage2_max_images`): fine-tuning
-#: trains at about 30 images/s on a 2-core CPU with the top blocks unfrozen, so two epochs over
-#: the real dataset's ~100,000 fit images would take about 2 hours, over these about 2 minutes.
+#: Stage 2's default image budget on a CPU (`TransferSettings.stage2_max_images`): there its cost
+#: grew with the fit images (n^0.89 in `benchmarks.bench_scale`, 0.81 h extrapolated to 200,000
+#: images on a 2-core CPU); with this budget it grows as n^0.45 (0.11 h; 204 s -> 98 s
+#: at 10,000 images, about 5,600 fit images). GPUs fine-tune on every image.
 CPU_STAGE2_IMAGES = 2048
 
 
