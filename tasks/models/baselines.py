@@ -37,7 +37,8 @@ def fit_random_forest(
     max_samples: int | None = None,
     min_samples_leaf: int = 1,
 ) -> ClassifierMixin:
-    """Random Forest on flat pixel vectors or features. ``max_samples`` caps each tree's bootstrap
+    """Random Forest on flat pixel vectors or features, fitted with ``n_jobs`` threads and returned
+    set to predict with one. ``max_samples`` caps each tree's bootstrap
     (a training set no larger than it is bootstrapped whole, as without a cap: scikit-learn would
     otherwise draw more rows than there are)."""
     bootstrap = None if max_samples is None or max_samples >= len(labels) else max_samples
@@ -49,7 +50,11 @@ def fit_random_forest(
         random_state=seed,
         n_jobs=n_jobs,
     )
-    return model.fit(features, labels)
+    model.fit(features, labels)
+    # Predictions in one thread: with several, the trees' probabilities are summed in thread order,
+    # so a tie between classes could break one way here and another in the exported-model check's
+    # fresh process or the predict flow (a mismatch blocks a promotion). Prediction is cheap next to the fit.
+    return model.set_params(n_jobs=1)
 
 
 def fit_svm(

@@ -90,9 +90,9 @@ class BaselineSettings(BaseModel):
     logreg_c: float = Field(1.0, gt=0, description="Linear probe: inverse L2 strength on standardised features.")
     rf_n_jobs: Optional[int] = Field(
         None,
-        description="Random Forest threads, fit and prediction (-1: every core). Empty: 1 on machines with at most "
-        "4 cores, where the forests run alongside TensorFlow's backbone pass and training, which use every core "
-        "(one thread also makes a forest's vote sums, and so its ties, the same on every prediction); -1 above that.",
+        description="Random Forest fit threads (-1: every core). Empty: 1 on machines with at most 4 cores, where "
+        "the forests run alongside TensorFlow's backbone pass and training, which use every core; -1 above that. "
+        "Prediction always uses one thread, so a forest's vote sums, and so its ties, are the same everywhere.",
     )
     embedding_rf_max_depth: Optional[int] = Field(
         None, ge=1, description="Random Forest depth limit on backbone features (empty: unlimited)."

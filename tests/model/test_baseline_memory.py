@@ -5,10 +5,12 @@ on a small machine a forest takes one thread, since TensorFlow uses every core a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import RandomForestClassifier
 
 from tasks import machine
 from tasks.data.dataset import load_dataset
@@ -74,4 +76,14 @@ def test_forest_threads_follow_the_machine_unless_set(
     features = np.random.default_rng(1).normal(size=(40, 3)).astype(np.float32)
     labels = np.arange(40) % 2
     settings = BaselineSettings(rf_n_estimators=2, rf_n_jobs=requested)
-    assert fit_baseline("random_forest", features, labels, settings, seed=0).n_jobs == threads
+    fitted_with: list[int] = []
+    original_fit = RandomForestClassifier.fit
+
+    def recording_fit(self: RandomForestClassifier, *args: Any, **kwargs: Any) -> Any:
+        fitted_with.append(self.n_jobs)
+        return original_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(RandomForestClassifier, "fit", recording_fit)
+    model = fit_baseline("random_forest", features, labels, settings, seed=0)
+    assert fitted_with == [threads]
+    assert model.n_jobs == 1  # predictions in one thread whatever the fit used

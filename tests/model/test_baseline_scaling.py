@@ -148,11 +148,11 @@ def test_each_svm_round_trips_through_the_safe_model_files(tmp_path: Path, solve
 
 def test_a_bounded_forest_round_trips_through_the_safe_model_files(tmp_path: Path) -> None:
     features, labels = blobs(300, seed=10)
-    settings = BaselineSettings(rf_n_estimators=4, rf_max_samples=80, rf_min_samples_leaf=5)
+    settings = BaselineSettings(rf_n_estimators=4, rf_max_samples=80, rf_min_samples_leaf=5, rf_n_jobs=-1)
     model = fit_baseline("random_forest", features, labels, settings, seed=2)
     loaded = load_model(save_model(model, tmp_path / "forest.skops"))
-    # One thread each: with n_jobs=-1 the trees' probabilities are summed in thread order, and a
-    # tie between classes (4 trees) can then break either way.
-    loaded.n_jobs = model.n_jobs = 1
+    # Fitted with every core, it predicts with one: with n_jobs=-1 the trees' probabilities are
+    # summed in thread order, and a tie between classes (4 trees) could then break either way.
+    assert loaded.n_jobs == model.n_jobs == 1
     np.testing.assert_array_equal(loaded.predict(features), model.predict(features))
     np.testing.assert_allclose(loaded.predict_proba(features), model.predict_proba(features), atol=1e-12)

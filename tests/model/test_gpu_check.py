@@ -25,7 +25,8 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 @pytest.mark.slow
 def test_gpu_check_runs_on_jax_without_tensorflow(tmp_path: Path, pytestconfig: pytest.Config) -> None:
     pytest.importorskip("jax")
-    cache = Path(pytestconfig.cache.mkdir("gpu-check")) if pytestconfig.cache else tmp_path
+    store = getattr(pytestconfig, "cache", None)  # absent under -p no:cacheprovider
+    cache = Path(store.mkdir("gpu-check")) if store else tmp_path
     env = {
         **os.environ,
         "KERAS_BACKEND": "jax",
