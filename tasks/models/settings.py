@@ -172,7 +172,8 @@ class TransferSettings(BaseModel):
         ge=0,
         description="Stage 2 fine-tunes on a stratified draw of at most this many fit images (0: all of them). "
         "Empty: all on a GPU, 2,048 on a CPU, where one fine-tuning epoch over 100,000 images would take roughly "
-        "half an hour to an hour on 2 cores; the stage-1 probe always sees every image, and stage 2 is published only when it beats it.",
+        "half an hour to an hour on 2 cores; the stage-1 probe always sees every image, and stage 2 is published "
+        "only when it beats it.",
     )
     stage2_optimizer: Literal["adam", "rmsprop", "sgd"] = Field("adam", description="Stage 2 optimizer.")
     stage2_lr: float = Field(1e-5, gt=0, description="Stage 2 learning rate.")
@@ -215,7 +216,8 @@ def resolve_input_size(backbone: str, image_size: int | None) -> int:
 def seed_faithful_preset(settings: TransferSettings) -> TransferSettings:
     """The original project's settings (DESIGN §3), for comparison: EfficientNetV2S at 224 px,
     Flatten -> Dense(512) -> Dropout(0.2) head, stage 1 Adam 1e-5 x 10 epochs, stage 2 RMSprop
-    1e-6 with the whole backbone unfrozen, on every fit image. Its ImageNet weights need a download (or a local file)."""
+    1e-6 with the whole backbone unfrozen, on every fit image. Its ImageNet weights need a download
+    (or a local file)."""
     return settings.model_copy(
         update=dict(
             preset="original",

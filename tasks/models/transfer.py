@@ -97,11 +97,11 @@ def stratified_draw(rows: np.ndarray, labels: np.ndarray, limit: int, seed: int)
     row of it), and at least one row while ``limit`` allows (given up by the largest classes)."""
     if limit <= 0 or len(rows) <= limit:
         return rows
-    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     quota = limit * counts / len(rows)
     take = np.floor(quota).astype(int)
     take[np.argsort(take - quota, kind="stable")[: limit - take.sum()]] += 1
-    if limit >= len(classes):  # a rare class keeps one row, taken from the largest share
+    if limit >= len(counts):  # a rare class keeps one row, taken from the largest share
         for cls in np.flatnonzero(take == 0):
             take[np.argmax(take)] -= 1
             take[cls] = 1

@@ -81,9 +81,13 @@ def test_fine_tuning_trains_on_the_draw_and_records_its_budget(
     run_dir.mkdir()
     table_path = split_dataset(load_dataset(tiny_sample, run_dir), run_dir, "coarse", 0.2, 5, "stratified")
     settings = TransferSettings(
-        backbone="efficientnet_lite0", weights="random", image_size=32, batch_size=16, stage2_epochs=1
+        backbone="efficientnet_lite0",
+        weights="random",
+        image_size=32,
+        batch_size=16,
+        stage2_epochs=1,
+        stage2_max_images=40,
     )
-    settings = settings.model_copy(update={"stage2_max_images": 40})
     trained: list[np.ndarray] = []
     build = transfer.image_dataset_for
 
