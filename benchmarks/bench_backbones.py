@@ -3,7 +3,7 @@
 Run: ``python -m benchmarks.bench_backbones`` (or ``python benchmarks/bench_backbones.py``).
 
 Why these numbers: on CPU the backbone forward pass, not the input pipeline, bounds training speed
-(DESIGN section 9), and the offline default backbone's first build converts a PyTorch file, so we
+(docs/measurements.md), and the offline default backbone's first build converts a PyTorch file, so we
 want to know what the conversion cache saves. Build times are measured in fresh processes, the way
 a user's run or a Prefect task would see them.
 """

@@ -101,7 +101,8 @@ def bench_stage1(paths: list[str], repeats: int) -> dict[str, float]:
 
     from tasks.models.backbones import build_backbone
     from tasks.models.images import make_image_dataset
-    from tasks.models.transfer import build_finetune_model, build_head, compile_for_training
+    from tasks.models.training import build_head, compile_for_training
+    from tasks.models.transfer.stage2 import build_finetune_model
 
     subset = paths[:512]
     labels = np.arange(len(subset)) % 8
@@ -125,7 +126,8 @@ def bench_stage1(paths: list[str], repeats: int) -> dict[str, float]:
 def bench_prediction(paths: list[str], repeats: int) -> dict[str, float]:
     from tasks.models.backbones import build_backbone
     from tasks.models.images import make_image_dataset
-    from tasks.models.transfer import build_finetune_model, build_head
+    from tasks.models.training import build_head
+    from tasks.models.transfer.stage2 import build_finetune_model
 
     subset = paths[:512]
     model = build_finetune_model(

@@ -108,8 +108,8 @@ def bench_image_scan(workdir: Path, files: int) -> dict[str, dict[str, float]]:
         cache = workdir / f"cache-{executor}"
         cold = scan_images(listing, workdir / f"scan-{executor}.csv", cache, executor=executor)
         warm = scan_images(listing, workdir / f"scan-{executor}.csv", cache, executor=executor)
-        assert warm["cached"] == files and cold["scanned"] == files and cold["bad"] == 0
-        results[executor] = {"cold": cold["seconds"], "warm": warm["seconds"], "workers": cold["workers"]}
+        assert warm.cached == files and cold.scanned == files and cold.bad == 0
+        results[executor] = {"cold": cold.seconds, "warm": warm.seconds, "workers": cold.workers}
     return results
 
 

@@ -1,7 +1,7 @@
 """GPU check: the project's own model stages on Keras 3, timed per precision, with TensorFlow absent.
 
 Run: ``python -m benchmarks.gpu_check`` (or ``python benchmarks/gpu_check.py``); ``--tiny`` is the
-CI preset. On a machine without TensorFlow and Keras (DESIGN §8: Python 3.12, JAX with CUDA, numpy,
+CI preset. On a machine without TensorFlow and Keras (docs/measurements.md: Python 3.12, JAX with CUDA, numpy,
 h5py, pillow, scikit-learn, pandas, rich), build the wheel bundle here once with ``make gpu-bundle``
 (the cp312 wheels it lacks, ~23 MiB, into the ignored folder ``gpu-bundle/``), carry it with the
 repository, and run from the repository root::
@@ -185,7 +185,7 @@ def finite_losses(losses: list[float]) -> dict[str, float]:
 def head_fit(features: np.ndarray, labels: np.ndarray, batch: int, epochs: int, jit: bool) -> tuple[Any, dict]:
     """(b) Stage 1: the project's head and compile settings, fitted on the backbone features."""
     from tasks.models.settings import TransferSettings
-    from tasks.models.transfer import build_head, compile_for_training
+    from tasks.models.training import build_head, compile_for_training
 
     settings = TransferSettings()
     head = build_head(features.shape[1:], N_CLASSES, "gap", settings.dropout, settings.dense_units)
@@ -205,7 +205,8 @@ def finetune_steps(
     from tasks.models.backbones import unfreeze_top_blocks
     from tasks.models.images import iter_batches, make_image_dataset
     from tasks.models.settings import TransferSettings
-    from tasks.models.transfer import build_finetune_model, compile_for_training
+    from tasks.models.training import compile_for_training
+    from tasks.models.transfer.stage2 import build_finetune_model
 
     settings = TransferSettings()
     unfreeze_top_blocks(backbone, settings.unfreeze_blocks)

@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.no_tensorflow flows.full [flow flags]`` runs the pipeline as
 ``python -m flows.full`` would, except that any ``import tensorflow`` raises ImportError; with
-``KERAS_BACKEND=jax`` that is the GPU machine's situation (DESIGN §8) on a machine that has
+``KERAS_BACKEND=jax`` that is the GPU machine's situation (docs/measurements.md) on a machine that has
 TensorFlow installed. At exit it reports whether TensorFlow was imported anyway.
 
 The block is an import hook, not ``sys.modules["tensorflow"] = None``: Keras asks

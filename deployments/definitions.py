@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.data.settings import DataSettings
 from tasks.drift.events import DATA_CHANGED_EVENT, data_changed_match
+from tasks.settings_fields import NonEmptyPath
 
 if TYPE_CHECKING:
     from prefect.events import DeploymentEventTrigger
@@ -86,8 +87,10 @@ class ServeSettings(BaseModel):
     cron: str = Field(DEFAULT_CRON, description="weekly-retrain schedule (cron)")
     validate_cron: str = Field(DEFAULT_VALIDATE_CRON, description="daily-validate schedule (cron)")
     timezone: str = Field("UTC", description="IANA time zone of both schedules")
-    output_dir: Path = Field(DataSettings().output_dir, description="default output directory of every deployment")
-    data_dir: Optional[Path] = Field(None, description="default data directory (empty: the embedded sample)")
+    output_dir: NonEmptyPath = Field(
+        DataSettings().output_dir, description="default output directory of every deployment"
+    )
+    data_dir: Optional[NonEmptyPath] = Field(None, description="default data directory (none: the embedded sample)")
     weekly_refresh: bool = Field(
         False, description="the weekly run recomputes everything instead of reusing cached steps"
     )

@@ -16,7 +16,7 @@ images         referenced image file (the image scan's table)   warning per file
 Derived columns (their names start with ``_``; ``tasks.data.columns`` names them) are computed
 by ``tasks.validation.tables`` because row-wise comparisons of two columns are far faster in GX
 than set-of-pairs checks: checking fine->coarse with ``ExpectColumnPairValuesToBeInSet`` took ~5 s on 200k rows, the derived
-column plus ``ExpectColumnPairValuesToBeEqual`` ~0.4 s (DESIGN §9).
+column plus ``ExpectColumnPairValuesToBeEqual`` ~0.4 s (docs/measurements.md).
 
 Every Expectation carries ``meta["rule"]``, a one-line statement of the rule that failure
 messages and the Prefect artifact quote.
@@ -171,7 +171,7 @@ def build_labelled_csv_suite(
                     ignore_row_if="either_value_is_missing",
                     description="coarse matches the known taxonomy of the fine family",
                 ),
-                f"{split}.csv: coarse is the known coarse class of the fine family (DESIGN §2 taxonomy)",
+                f"{split}.csv: coarse is the known coarse class of the fine family (docs/dataset.md)",
             )
         )
     if other_splits:

@@ -19,6 +19,7 @@ looks at it (`heal_result_record`): a record that is not plain JSON written by t
 from __future__ import annotations
 
 import ast
+import csv
 import dataclasses
 import functools
 import hashlib
@@ -34,14 +35,20 @@ from typing import Any
 from prefect.cache_policies import CachePolicy
 from pydantic import BaseModel
 
-from flows.result_records import _record_path, heal_result_record
-from tasks.io import sha256_file
+from flows.result_records import _record_path, heal_result_record, rebase_result_record
+from tasks.confine import make_dirs
+from tasks.io import is_disk_full, sha256_file, writing_to
 from tasks.layout import OutputDir
-from tasks.models.features import file_signature
+from tasks.models.features import portable_path
 
 #: Files above this size are fingerprinted by (size, mtime) instead of content, to keep key
 #: computation in milliseconds; their names already carry a content key (see tasks.models.embeddings).
 CONTENT_HASH_LIMIT = 64 * 1024 * 1024
+
+
+#: Settings fields that say where data and outputs are, not what is computed: left out of keys
+#: (their contents enter through the files a step reads), so a moved output dir keeps its keys.
+LOCATION_FIELDS = frozenset({"data_dir", "output_dir"})
 
 
 def fingerprint_value(value: Any) -> str:
@@ -49,7 +56,7 @@ def fingerprint_value(value: Any) -> str:
     if isinstance(value, (str, Path)) and len(str(value)) < 4096 and Path(value).is_file():
         return fingerprint_file(Path(value))
     if isinstance(value, BaseModel):
-        return value.model_dump_json()
+        return fingerprint_settings(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return json.dumps(dataclasses.asdict(value), sort_keys=True, default=str)
     if isinstance(value, dict):
@@ -59,11 +66,58 @@ def fingerprint_value(value: Any) -> str:
     return repr(value)
 
 
+def fingerprint_settings(value: BaseModel) -> str:
+    """A settings model's JSON without its `LOCATION_FIELDS` (at any depth); unchanged JSON when it has none."""
+    dumped = value.model_dump(mode="json")
+    portable = _without_locations(dumped)
+    return value.model_dump_json() if portable == dumped else json.dumps(portable, sort_keys=True)
+
+
+def _without_locations(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_locations(v) for k, v in value.items() if k not in LOCATION_FIELDS}
+    return [_without_locations(v) for v in value] if isinstance(value, list) else value
+
+
 def fingerprint_file(path: Path) -> str:
-    """Content hash of a file (name excluded: the same table in a new run folder hashes the same)."""
-    if path.stat().st_size > CONTENT_HASH_LIMIT:
-        return file_signature(str(path))
+    """Content hash of a file (name excluded: the same table in a new run folder hashes the same).
+    Large files: name, size and mtime (their names carry a content key; no folder, so a moved
+    output dir keeps the key). A run table's image paths enter relative to the data dir."""
+    info = path.stat()
+    if info.st_size > CONTENT_HASH_LIMIT:
+        return f"{path.name}:{info.st_size}:{info.st_mtime_ns}"
+    if path.suffix == ".csv":
+        return _table_fingerprint(str(path), info.st_size, info.st_mtime_ns)
     return sha256_file(path)
+
+
+#: The column of a run table (`tasks.data.dataset`) that holds each image's absolute path.
+PATH_COLUMN = "path"
+
+
+@functools.lru_cache(maxsize=64)
+def _table_fingerprint(path: str, size: int, mtime_ns: int) -> str:
+    """Content hash of a CSV whose ``path`` column is made `portable_path` (other CSVs: plain
+    content hash). Memoised per file version: every cached step of a run keys the same table."""
+    try:
+        return _portable_csv_hash(path)
+    except (UnicodeDecodeError, csv.Error):  # not a text table: its bytes are its content
+        return sha256_file(Path(path))
+
+
+def _portable_csv_hash(path: str) -> str:
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = csv.reader(handle)
+        header = next(rows, [])
+        if PATH_COLUMN not in header:
+            return sha256_file(Path(path))
+        column = header.index(PATH_COLUMN)
+        digest = hashlib.sha256(b"table\x00" + "\x1f".join(header).encode())
+        for row in rows:
+            if len(row) > column:
+                row[column] = portable_path(row[column])
+            digest.update(("\x1e" + "\x1f".join(row)).encode())
+    return digest.hexdigest()
 
 
 #: The repository's own top-level packages: only their modules enter a code fingerprint.
@@ -186,7 +240,10 @@ class FingerprintPolicy(CachePolicy):
     """
 
     code: str | None = None
-    ignore: tuple[str, ...] = ("run_dir", "refresh", "reuse_chunks")
+    #: Where a step writes is no input of what it computes: the records live in the output dir's
+    #: own cache, and ``out_dir`` is named by the other inputs (`step_dir`); keys stay the same
+    #: when the output dir is moved or copied.
+    ignore: tuple[str, ...] = ("run_dir", "refresh", "reuse_chunks", "cache_dir", "out_dir")
 
     def compute_key(
         self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
@@ -198,7 +255,22 @@ class FingerprintPolicy(CachePolicy):
         record = _record_path(task_ctx, storage_key)
         if record is not None and not heal_result_record(record):
             return None  # no key: Prefect neither reads nor writes a record this time
+        cache = output_cache_of(record) if record is not None else None
+        if cache is not None:
+            rebase_result_record(record, cache)  # type: ignore[arg-type]
         return storage_key
+
+
+def output_cache_of(record: Path) -> Path | None:
+    """The cache folder of the output dir whose result storage holds ``record``
+    (`OutputDir.prefect_results`: ``<output-dir>/cache/prefect-results``, matched by name so that
+    no `OutputDir` is made, and registered, for a folder that is none); None for records stored elsewhere."""
+    folder = Path(record).resolve().parent
+    return folder.parent if (folder.parent.name, folder.name) == _RESULTS_FOLDER else None
+
+
+#: The last two names of `OutputDir.prefect_results` (tests/unit/test_portable_cache.py checks them).
+_RESULTS_FOLDER = ("cache", "prefect-results")
 
 
 def step_dir(cache_dir: Path, step: str, code: str | Callable[..., Any], **inputs: Any) -> Path:
@@ -213,8 +285,7 @@ def result_storage_block(cache_dir: Path) -> str:
     folder and return its slug; Prefect only accepts result storage that the server knows."""
     from prefect.filesystems import LocalFileSystem
 
-    base = OutputDir(Path(cache_dir).parent).prefect_results
-    base.mkdir(parents=True, exist_ok=True)
+    base = make_dirs(OutputDir(Path(cache_dir).parent).prefect_results)
     name = "living-things-results-" + hashlib.sha256(str(base).encode()).hexdigest()[:12]
     LocalFileSystem(basepath=str(base)).save(name, overwrite=True)
     return f"local-file-system/{name}"
@@ -229,13 +300,15 @@ def adopt_outputs(source_dir: Path, run_dir: Path) -> list[str]:
     copied = []
     for path in sorted(p for p in Path(source_dir).rglob("*") if p.is_file()):
         target = Path(run_dir) / path.relative_to(source_dir)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.unlink(missing_ok=True)
-        try:
-            if target.parent.name != "models":
-                raise OSError("copy, don't link, files a user may open and edit")
-            os.link(path, target)
-        except OSError:
-            shutil.copy2(path, target)
+        with writing_to(target, path.stat().st_size):
+            target.unlink(missing_ok=True)
+            try:
+                if target.parent.name != "models":
+                    raise OSError("copy, don't link, files a user may open and edit")
+                os.link(path, target)
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise
+                shutil.copy2(path, target)
         copied.append(str(target))
     return copied

@@ -23,16 +23,24 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 #: Typed on the command line to set a nullable field to empty (None).
 NONE_WORDS = frozenset({"none", "null", ""})
+#: ...of a nullable path: not "", which is what an unset ``$DATA`` in ``--data-dir "$DATA"`` gives.
+NONE_PATH_WORDS = NONE_WORDS - {""}
 
 
 def unwrap_optional(annotation: Any) -> tuple[Any, bool]:
-    """(inner type, is_optional) for ``X | None`` / ``Optional[X]``."""
+    """(inner type, is_optional) for ``X | None`` / ``Optional[X]``; the inner type without its
+    ``Annotated`` validators (``Optional[NonEmptyPath]`` is a path on the command line)."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) < len(typing.get_args(annotation)):
-            return (args[0] if len(args) == 1 else typing.Union[tuple(args)]), True
-    return annotation, False
+            return strip_annotated(args[0] if len(args) == 1 else typing.Union[tuple(args)]), True
+    return strip_annotated(annotation), False
+
+
+def strip_annotated(annotation: Any) -> Any:
+    """``Annotated[X, ...]`` -> ``X``: pydantic applies the validators, argparse needs the type."""
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
 
 
 def nested_model(annotation: Any) -> type[BaseModel] | None:
@@ -56,13 +64,15 @@ def converter_for(annotation: Any, optional: bool) -> tuple[Callable[[str], Any]
         numeric = [arg for arg in typing.get_args(inner) if arg in (int, float)]
         base: Callable[[str], Any] = lambda text: text if text in words or not numeric else numeric[0](text)  # noqa: E731
         choices = None
-    elif choices is not None or inner not in (int, float, Path):
-        base = str
+    elif choices is not None or inner not in (int, float):
+        base = str  # paths too: pydantic makes the Path, after refusing "" (which Path() turns into ".")
     else:
         base = inner
 
+    none_words = NONE_PATH_WORDS if inner is Path else NONE_WORDS
+
     def convert(text: str) -> Any:
-        if optional and text.strip().lower() in NONE_WORDS:
+        if optional and text.strip().lower() in none_words:
             return None
         return base(text)
 
@@ -172,9 +182,19 @@ def parse_model(
         return model(**nest_values(vars(namespace)))
     except ValidationError as exc:
         flags = {action.dest: "/".join(action.option_strings) for action in parser._actions}
-        problems = "; ".join(f"{flag_of(e['loc'], flags)}: {e['msg']}" for e in exc.errors())
-        parser.exit(2, f"{prog}: error: {problems}\n")
+        parser.exit(2, f"{prog}: error: {describe_errors(exc, flags)}\n")
     raise AssertionError("unreachable")
+
+
+def describe_errors(exc: ValidationError, flags: Mapping[str, str]) -> str:
+    """One ``--flag: reason`` per flag: the errors of a list's items or a union's members that
+    name the same flag are joined, so each refused value reads as one sentence."""
+    by_flag: dict[str, list[str]] = {}
+    for error in exc.errors():
+        messages = by_flag.setdefault(flag_of(error["loc"], flags), [])
+        if error["msg"] not in messages:
+            messages.append(error["msg"])
+    return "; ".join(f"{flag}: {' or '.join(messages)}" for flag, messages in by_flag.items())
 
 
 def flag_of(loc: tuple[Any, ...], flags: Mapping[str, str]) -> str:

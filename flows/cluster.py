@@ -139,7 +139,7 @@ def spread_backbone_pass(
         return []
     from prefect.futures import as_completed
 
-    from tasks.models.progress import StageProgress
+    from tasks.progress import StageProgress
 
     started = time.monotonic()
     futures = [

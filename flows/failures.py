@@ -15,11 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 from flows.cluster import WorkersCannotReach
+from tasks.confine import PlantedLink
 from tasks.data.dataset import DatasetError
 from tasks.data.splitting import SplitError
+from tasks.io import DiskFullError
 from tasks.kaggle import KaggleCredentialsMissing, KaggleError
 from tasks.lock import OutputDirBusy
-from tasks.logs import get_logger
+from tasks.logs import get_logger, printable, printable_lines
 from tasks.models.sizing import FeaturesTooLarge
 from tasks.predict.inputs import InputError
 from tasks.predict.source import PredictionError
@@ -33,10 +35,12 @@ INPUT_ERRORS: tuple[type[BaseException], ...] = (
     OutputDirBusy,
     KaggleCredentialsMissing,
     KaggleError,
-    PredictionError,  # no champion, no such run
+    PredictionError,  # no champion, no such run, a champion file or registry line damaged (tasks.predict.source)
     InputError,  # images to classify that cannot be listed
     FeaturesTooLarge,  # backbone features over --transfer.max-feature-gib
     WorkersCannotReach,  # a Dask cluster that cannot reach the API, the paths or the code
+    DiskFullError,  # the output directory's disk or quota is full: named, never retried
+    PlantedLink,  # a symbolic link planted where the pipeline writes in the output directory
 )
 
 
@@ -45,6 +49,9 @@ def input_failure(exc: BaseException) -> Any:
     from prefect.states import Failed
 
     reason = f"{type(exc).__name__}: {exc}"
+    # It may quote file names from the data: escaped, but a validation failure keeps its one rule a
+    # line (its examples were escaped as they were written, tasks.validation.gx_results).
+    reason = printable_lines(reason) if isinstance(exc, ValidationFailed) else printable(reason)
     get_logger().error("Input error, nothing was trained or published: %s", reason)
     flush_logs()
     return Failed(message=reason, data=exc)

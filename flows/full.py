@@ -26,6 +26,7 @@ from flows.params import LEGACY_FLAGS, PipelineParams
 from flows.runners import make_task_runner
 from flows.slots import training_slot
 from flows.steps import (
+    TRANSFER_CODE,
     adopt_task,
     artifacts_task,
     baseline_task,
@@ -53,12 +54,12 @@ from tasks.kaggle import require_kaggle
 from tasks.layout import OutputDir, RunFolder
 from tasks.lock import OutputDirBusy, ensure_free, output_dir_lock
 from tasks.logs import get_logger
-from tasks.models.embeddings import EmbeddingSpec
+from tasks.models.embeddings import EmbeddingSpec, ensure_recipe
 from tasks.models.settings import BaselineSettings, TransferSettings
 from tasks.models.sizing import check_feature_memory, preset_warning
 from tasks.results.evaluation import format_comparison
 from tasks.results.promotion import reconcile_champion
-from tasks.results.provenance import describe_run, provenance_lines
+from tasks.results.provenance import provenance_lines, run_provenance
 from tasks.validation.report import ValidationReport
 from tasks.validation.settings import ValidationSettings
 
@@ -145,7 +146,7 @@ def run_stages(params: PipelineParams) -> dict[str, Any]:
     )
     plots = plots_task(run.root)
     decision = gate_task(run.root, output.root, data_fingerprint(data_dir), params.gate)
-    provenance = describe_run(read_table(table), run, data_dir, params.data.data_dir is None, key_settings(params))
+    provenance = run_provenance(read_table(table), run, data_dir, params.data.data_dir is None, key_settings(params))
     artifacts_task(
         run.root,
         plots,
@@ -243,20 +244,26 @@ def train_models(params: PipelineParams, table: Path, n_classes: int, cache_dir:
                 table, spec, cache_dir, refresh=refresh, chunk_size=transfer.feature_chunk, reuse_chunks=on_cluster
             )
         )
+        ensure_recipe(embeddings, spec)  # the step may come from the cache: its recipe may not
         for model in baselines.embedding_models:
             submit_baseline(model, transfer.backbone, embeddings, baselines.on_embeddings())
         if transfer.enabled:
+            from tasks.models.devices import for_machine, survey_devices  # defers Keras to runs that train
+
+            machine = survey_devices(transfer.precision)  # resolved before the key, and part of it
+            transfer = for_machine(transfer, machine)
             out = step_dir(
                 cache_dir,
                 "transfer",
-                "tasks.models.transfer",
+                TRANSFER_CODE,
                 table=table,
                 embeddings=embeddings,
                 settings=transfer,
                 split=split,
+                machine=machine,
             )
             trained.transfer = transfer_task.with_options(**cached)(
-                table, embeddings, transfer, split, n_classes, out, cache_dir, refresh=refresh
+                table, embeddings, transfer, split, n_classes, out, cache_dir, machine, refresh=refresh
             )
             trained.step_outputs.append(out)
         # What later data is compared with (tasks.drift); after the training steps, off their path.
@@ -280,7 +287,7 @@ def validate_or_reuse(
 ) -> ValidationReport:
     """Validation, the first stage: reused when nothing it looks at changed, else run in full."""
     key = validation_key_task(data_dir, settings)
-    report = None if refresh else reuse_validation_task(output.cache, key, run_dir)
+    report = None if refresh else reuse_validation_task(output.cache, key, run_dir, data_dir)
     if report is None:
         report = validate_dataset(data_dir, run_dir, settings, output.image_scan_cache)
         remember_validation(report, output.cache, key)

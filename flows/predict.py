@@ -11,7 +11,9 @@ and the artifact, never fatal. The model's inputs are computed by the training c
 inputs recipe (`tasks.predict`), so an image gets exactly the class the training run recorded.
 Writes ``<output-dir>/predictions/<time>-<id>/predictions.csv`` (filename, class index and name,
 one probability column per class), ``gallery.png`` and ``prediction.json``, and publishes a table
-and a markdown artifact. Fails with one sentence when there is no champion or no such run.
+and a markdown artifact. Fails with one sentence when there is no champion or no such run, or
+the champion cannot serve (a model file listed in champion.json is gone, a registry.jsonl line is
+garbled): checked before any work, and again under the champion lock (`tasks.predict.source`).
 
 Locking: no output-directory lock (a prediction must not wait hours for a training run): each call
 writes only its own new folder, and reads the champion through a snapshot taken under the
@@ -34,8 +36,10 @@ from flows.steps import check_images_task, predict_images_task, publish_predicti
 from flows.watchdog import start_watchdog
 from tasks.data.settings import DataSettings
 from tasks.layout import OutputDir
+from tasks.logs import printable
 from tasks.predict.inputs import InputError, list_images
 from tasks.predict.source import CHAMPION, PredictionError, check_request
+from tasks.settings_fields import NonEmptyPath
 
 
 class PredictParams(BaseModel):
@@ -44,7 +48,7 @@ class PredictParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    images: Path = Field(
+    images: NonEmptyPath = Field(
         description="A folder of images (its image files, sorted by name) or a CSV with a filename column "
         "(names relative to the CSV's folder, or absolute)."
     )
@@ -75,7 +79,10 @@ def predict(params: PredictParams) -> dict[str, Any]:
         return input_failure(exc)  # type: ignore[no-any-return]
     output = OutputDir(params.data.output_dir)
     folder = output.new_prediction()
-    source = take_model_task(output.root, params.model, folder.root)
+    try:
+        source = take_model_task(output.root, params.model, folder.root)
+    except INPUT_ERRORS as exc:  # the champion broke since check_params (checked again under its lock)
+        return input_failure(exc)  # type: ignore[no-any-return]
     inputs = check_images_task(params.images, folder.root, output.image_scan_cache)
     summary = predict_images_task(source, Path(inputs["inputs_path"]), folder.root)
     published = publish_prediction_task(summary)
@@ -92,7 +99,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"Model:        {summary['model']} ({source} {summary['run']})",
         f"Images:       {summary['images']} ({summary['unreadable']} could not be used)",
-        *[f"  not used:   {example}" for example in summary.get("unreadable_examples", [])],
+        *[f"  not used:   {printable(example)}" for example in summary.get("unreadable_examples", [])],
         "Classes:      " + ", ".join(f"{name} {n}" for name, n in summary["class_counts"].items()),
         f"Predictions:  {summary['predictions_path']}",
         f"Gallery:      {summary['gallery']}",
@@ -109,14 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_params(params)  # in a second, before a Prefect server starts
     except (PredictionError, InputError) as exc:
-        fail(str(exc))
+        fail(printable(str(exc)))  # file names from the images argument: no raw control characters
     start_watchdog()  # kills Prefect's temporary server if this process is killed
     try:
         summary = predict(params)
     except (PredictionError, InputError) as exc:
-        fail(str(exc))
+        fail(printable(str(exc)))
     except Exception as exc:  # one readable line; Prefect has already logged the traceback
-        fail(f"the prediction failed: {type(exc).__name__}: {exc}")
+        fail(printable(f"the prediction failed: {type(exc).__name__}: {exc}"))
     print(format_summary(summary))
     return 0
 

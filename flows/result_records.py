@@ -145,3 +145,66 @@ def _record_path(task_ctx: Any, key: str) -> Path | None:
         return Path(resolve(key))
     except (ValueError, OSError):
         return None
+
+
+# --- records of a moved or copied output directory ---------------------------------------------
+
+#: The output directory's cache folder name (`tasks.layout.OutputDir.cache`): every path a cached
+#: step returns lies under it.
+CACHE_DIR_NAME = "cache"
+
+
+def relocate(path: str, cache_dir: Path) -> str:
+    """``path`` moved into ``cache_dir`` when it lies under some output directory's cache (the tail
+    after its last ``cache`` folder), else unchanged: a record written before its output directory
+    was moved or copied names the old location, which may be gone, or belong to another copy."""
+    parts = Path(path).parts
+    marks = [i for i, part in enumerate(parts[:-1]) if part == CACHE_DIR_NAME]
+    if not Path(path).is_absolute() or not marks:
+        return path
+    return str(Path(cache_dir).joinpath(*parts[marks[-1] + 1 :]))
+
+
+def _relocated(value: Any, cache_dir: Path) -> Any:
+    """A decoded result with every cache path in it `relocate`\\ d (results are paths and small dicts)."""
+    if isinstance(value, str):
+        return relocate(value, cache_dir)
+    if isinstance(value, list):
+        return [_relocated(item, cache_dir) for item in value]
+    if isinstance(value, dict):
+        return {key: _relocated(item, cache_dir) for key, item in value.items()}
+    return value
+
+
+def _cache_paths(value: Any, cache_dir: Path) -> list[Path]:
+    """The paths under ``cache_dir`` that a decoded result names."""
+    if isinstance(value, str):
+        return [Path(value)] if Path(value).is_absolute() and Path(value).is_relative_to(cache_dir) else []
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [path for item in items for path in _cache_paths(item, cache_dir)]
+
+
+def rebase_result_record(path: Path, cache_dir: Path) -> None:
+    """Make a vetted record (`heal_result_record`) name files of *this* output directory's cache:
+    paths of the directory's old location are rewritten in place (a moved or copied output
+    directory reruns warm), and a record naming a cache file that is gone (a deleted step folder
+    or features file) is deleted with one warning, so the step is recomputed instead of handing
+    later steps a missing file."""
+    path, cache_dir = Path(path), Path(cache_dir)
+    try:
+        record = json.loads(path.read_bytes())
+        result = json.loads(record["result"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no record (or not vetted): nothing of ours to rebase
+    moved = _relocated(result, cache_dir)
+    missing = [item for item in _cache_paths(moved, cache_dir) if not item.exists()]
+    if missing:
+        from tasks.logs import get_logger
+
+        path.unlink(missing_ok=True)
+        get_logger().warning(f"Deleted cached result {path}: the file {missing[0]} it names is gone; recomputing")
+        return
+    if moved != result:
+        from tasks.io import atomic_write_text
+
+        atomic_write_text(path, json.dumps({**record, "result": json.dumps(moved, sort_keys=True)}))

@@ -18,6 +18,8 @@ from typing import Any
 
 from prefect.tasks import exponential_backoff
 
+from tasks.io import is_disk_full
+
 __all__ = ["IO_RETRIES", "TRAINING_RETRIES", "is_first_attempt", "is_transient", "retry_on_transient"]
 
 # Errors that say "try again later": the operating system's, the network's, TensorFlow's
@@ -68,8 +70,8 @@ PERMANENT_ERRNOS = frozenset(
 
 def is_transient(exc: BaseException | None) -> bool:
     """True when another attempt could succeed without anyone changing code or data."""
-    if exc is None or isinstance(exc, (MemoryError, KeyboardInterrupt, SystemExit)):
-        return False
+    if exc is None or isinstance(exc, (MemoryError, KeyboardInterrupt, SystemExit)) or is_disk_full(exc):
+        return False  # a full disk stays full for the seconds a retry waits (numpy reports it without errno)
     if isinstance(
         exc,
         (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
@@ -23,10 +23,10 @@ from tasks.data.sample import ensure_sample
 from tasks.data.settings import SplitSettings
 from tasks.data.splitting import split_dataset
 from tasks.drift.check import check_drift
-from tasks.drift.reference import write_drift_reference
 from tasks.kaggle import download_competition, submit_champion
 from tasks.models.baselines import train_baseline
 from tasks.models.chunk_tasks import compute_chunk
+from tasks.models.drift_reference import write_drift_reference
 from tasks.models.embeddings import compute_embeddings
 from tasks.models.features import pixel_features
 from tasks.models.settings import TransferSettings
@@ -39,6 +39,9 @@ from tasks.results.evaluation import evaluate_models
 from tasks.results.plots import make_run_plots
 from tasks.results.report import publish_run_artifacts
 from tasks.results.submission import write_run_submission
+
+if TYPE_CHECKING:
+    from tasks.models.devices import DevicePlan  # imports Keras: only a run that trains pays for it
 from tasks.validation.image_scan import scan_images
 from tasks.validation.stages import publish_validation, validate_csvs, validate_images
 
@@ -102,25 +105,31 @@ def run_transfer(
     n_classes: int,
     out_dir: Path,
     cache_dir: Path,
+    machine: DevicePlan,
     refresh: bool = False,
 ) -> dict[str, str]:
     """Both transfer stages (imports Keras only when a run needs it, so the CLI starts fast).
 
-    A retry after a transient error resumes from the stage-2 checkpoint, even under --refresh.
+    ``machine`` is what the flow surveyed before the key was computed (``settings`` are resolved
+    for it: `tasks.models.devices.for_machine`), so the cache never hands a CPU-trained model to a
+    GPU run or the other way round. A retry after a transient error resumes from the stage-2
+    checkpoint, even under --refresh.
     """
-    from tasks.models.transfer import train_transfer
+    from tasks.models.transfer.train import train_transfer
 
     return train_transfer(
-        table, embeddings, settings, split, n_classes, out_dir, cache_dir, refresh and is_first_attempt()
+        table, embeddings, settings, split, n_classes, out_dir, cache_dir, refresh and is_first_attempt(), machine
     )
 
 
-#: Keyed by the closure of the module that does the work (this wrapper only imports it lazily).
+#: The module whose import closure keys the transfer step (this wrapper only imports it lazily).
+TRANSFER_CODE = "tasks.models.transfer.train"
+#: Keyed by the closure of the module that does the work.
 transfer_task = step(
     run_transfer,
     name="train-transfer",
     **TRAINING_RETRIES,
-    cache_policy=FingerprintPolicy(code="tasks.models.transfer"),
+    cache_policy=FingerprintPolicy(code=TRANSFER_CODE),
     **PERSISTED,
 )
 

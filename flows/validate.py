@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,8 +31,10 @@ from tasks.data.dataset import DatasetError, check_data_dir, check_output_outsid
 from tasks.data.settings import DataSettings
 from tasks.layout import OutputDir, RunFolder
 from tasks.lock import output_dir_lock
+from tasks.logs import printable
+from tasks.validation.image_scan import ScanSummary
 from tasks.validation.rendering import publish_artifact
-from tasks.validation.report import ValidationFailed, ValidationReport
+from tasks.validation.report import ImageStage, ValidationFailed, ValidationReport
 from tasks.validation.settings import ValidationSettings
 
 __all__ = [
@@ -66,17 +67,17 @@ def validate_dataset(data_dir: Path, run_dir: Path, settings: ValidationSettings
     """
     run = RunFolder(run_dir)
     csv_stage = validate_csvs_task(Path(data_dir), run.validation, settings, runs_root=run.root.parent)
-    scan_summary: dict[str, Any] | None = None
-    image_stage: dict[str, Any] | None = None
-    if csv_stage["passed"]:
+    scan_summary: ScanSummary | None = None
+    image_stage: ImageStage | None = None
+    if csv_stage.passed and csv_stage.list_path:
         scan_summary = scan_images_task(
-            Path(csv_stage["list_path"]),
+            Path(csv_stage.list_path),
             run.image_scan,
             Path(scan_cache),
             workers=settings.scan_workers,
             max_pixels=settings.max_image_pixels,
         )
-        image_stage = validate_images_task(Path(scan_summary["scan_path"]), run.validation, settings)
+        image_stage = validate_images_task(Path(scan_summary.scan_path), run.validation, settings)
     report = publish_validation_task(Path(data_dir), run.root, settings, csv_stage, image_stage, scan_summary)
     publish_artifact(report)
     if not report.passed:
@@ -116,7 +117,7 @@ def format_report(report: ValidationReport) -> str:
     lines = [f"Data validation passed: {', '.join(f'{k} {v:,} rows' for k, v in report.counts.items())}."]
     if report.warnings:
         lines.append(f"{len(report.warnings)} warning(s):")
-        lines += [f"  - {w}" for w in report.warnings]
+        lines += [f"  - {printable(w)}" for w in report.warnings]  # they quote file names from the data
     lines += [
         f"Data Docs:  {report.docs_index}",
         f"Summary:    {report.summary_html}",

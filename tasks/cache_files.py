@@ -116,37 +116,6 @@ def read_npz(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
         raise DamagedCache(path, describe(err)) from err
 
 
-_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-
-
-def npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shape and dtype of each array of an ``.npz`` from the headers alone (cheap: reads the zip
-    directory and a few bytes per member), each member's size checked against its header."""
-    import zipfile
-
-    headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                with archive.open(info) as member:
-                    version = np.lib.format.read_magic(member)
-                    if version not in _HEADER_READERS:
-                        raise DamagedCache(path, f"{info.filename} has .npy format version {version}")
-                    shape, _, dtype = _HEADER_READERS[version](member)
-                    header_size = member.tell()
-                if dtype.hasobject:
-                    raise DamagedCache(path, f"{info.filename} holds Python objects")
-                expected = header_size + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-                if info.file_size != expected:
-                    raise DamagedCache(path, f"{info.filename} is {info.file_size} bytes, its header says {expected}")
-                headers[info.filename.removesuffix(".npy")] = (tuple(shape), dtype)
-    except DamagedCache:
-        raise
-    except Exception as err:
-        raise DamagedCache(path, describe(err)) from err
-    return headers
-
-
 # --- weights files ---------------------------------------------------------------------------
 
 

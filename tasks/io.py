@@ -12,6 +12,8 @@ import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 import threading
 import uuid
@@ -19,25 +21,61 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tasks.confine import check_confined, make_dirs, open_in_place
+
 if TYPE_CHECKING:
     import keras
 
 
 class DiskFullError(OSError):
-    """A write ran out of space (errno ENOSPC, so it is never retried); the message names the file,
-    how much was being written and the folder whose disk is full."""
+    """A write ran out of space or quota (so it is never retried); the message names the file, how
+    much was being written, the folder whose disk is full and what is left on it."""
+
+
+#: numpy's writers (``np.save``, ``ndarray.tofile``) report a short write without an errno.
+_NUMPY_SHORT_WRITE = re.compile(r"Not enough free space to write|\d+ requested and \d+ written")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for a full disk or an exceeded quota, however the writer reported it."""
+    if not isinstance(exc, OSError):
+        return False
+    if isinstance(exc, DiskFullError) or exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return exc.errno is None and bool(_NUMPY_SHORT_WRITE.search(str(exc)))
+
+
+def free_space_text(folder: Path) -> str:
+    """``"1.2 MB free"`` on the disk holding ``folder`` (its nearest existing ancestor)."""
+    for candidate in [Path(folder), *Path(folder).parents]:
+        try:
+            return f"{shutil.disk_usage(candidate).free / 1e6:,.1f} MB free"
+        except OSError:
+            continue
+    return "free space unknown"
+
+
+def disk_full_error(path: Path, amount: str, exc: OSError) -> DiskFullError:
+    """The one error a full disk becomes, naming the file, the amount, the disk and its free space."""
+    quota = exc.errno == errno.EDQUOT
+    return DiskFullError(
+        exc.errno if quota else errno.ENOSPC,
+        f"{'Disk quota exceeded' if quota else 'No space left on device'} while writing {path} ({amount}): "
+        f"the disk holding {path.parent} is full ({free_space_text(path.parent)}); free some space there "
+        "(or choose another --output-dir) and run again; earlier outputs are intact",
+    )
 
 
 @contextlib.contextmanager
 def naming_a_full_disk(path: Path, size: int | None, tmp: Path | None = None) -> Iterator[None]:
-    """Re-raise ``ENOSPC`` inside the block as a `DiskFullError` that says which file and which disk.
+    """Re-raise a full disk inside the block as a `DiskFullError` that says which file and which disk.
 
     ``size`` is what was being written when known; otherwise the bytes already in ``tmp`` are quoted.
     """
     try:
         yield
     except OSError as exc:
-        if exc.errno != errno.ENOSPC or isinstance(exc, DiskFullError):
+        if isinstance(exc, DiskFullError) or not is_disk_full(exc):
             raise
         if size is not None:
             amount = f"{size:,} bytes"
@@ -46,11 +84,17 @@ def naming_a_full_disk(path: Path, size: int | None, tmp: Path | None = None) ->
                 amount = f"{tmp.stat().st_size:,} bytes written" if tmp is not None else "size unknown"
             except OSError:
                 amount = "size unknown"
-        raise DiskFullError(
-            errno.ENOSPC,
-            f"No space left on device while writing {path} ({amount}): the disk holding {path.parent} is full; "
-            f"free some space there (or choose another --output-dir) and run again",
-        ) from exc
+        raise disk_full_error(Path(path), amount, exc) from exc
+
+
+@contextlib.contextmanager
+def writing_to(path: Path, size: int | None = None) -> Iterator[Path]:
+    """The one way a file below the output directory is written outside `atomic_write`: the path is
+    checked for planted links (`tasks.confine`), its folder made, and a full disk named."""
+    path = check_confined(Path(path))
+    make_dirs(path.parent)
+    with naming_a_full_disk(path, size, path):
+        yield path
 
 
 # The umask can only be read by setting it: os.umask(0) then putting it back. Between the two calls
@@ -90,18 +134,20 @@ def file_mode() -> int:
     return 0o666 & ~current_umask()
 
 
-def atomic_write(path: Path, write: Callable[[Path], None], size: int | None = None) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], None], size: int | None = None, suffix: str = ".tmp") -> Path:
     """Call ``write(tmp_path)`` and rename the result to ``path`` (same folder, so rename is atomic).
 
     The file gets the mode the user's umask gives new files (``mkstemp`` alone would make it 0600),
     and a full disk raises `DiskFullError` naming ``path`` (``size``: the bytes being written, if known).
+    ``suffix`` ends the temporary name (writers that insist on a suffix: Keras' ``.keras``). A symbolic link planted at ``path`` or on the way to it inside the output directory is refused
+    (`tasks.confine`).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_confined(Path(path))
+    make_dirs(path.parent)
     tmp: Path | None = None
     try:
         with naming_a_full_disk(path, size):
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
             os.close(fd)
             tmp = Path(tmp_name)
         with naming_a_full_disk(path, size, tmp):
@@ -113,6 +159,14 @@ def atomic_write(path: Path, write: Callable[[Path], None], size: int | None = N
         if tmp is not None:
             tmp.unlink(missing_ok=True)
     return path
+
+
+def copy_file(source: Path, target: Path) -> Path:
+    """``shutil.copy2`` into the output directory through `writing_to` (no planted link is written
+    through; a full disk names the target)."""
+    with writing_to(Path(target), Path(source).stat().st_size) as checked:
+        shutil.copy2(source, checked)
+    return checked
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
@@ -135,8 +189,8 @@ def save_weights_atomically(model: keras.Model, target: Path, finish: Callable[[
 
     Not `atomic_write`: Keras insists that the temporary name ends in ``.weights.h5`` too.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = check_confined(Path(target))
+    make_dirs(target.parent)
     tmp = target.with_name(f".{target.name[: -len('.weights.h5')]}.{uuid.uuid4().hex}.tmp.weights.h5")
     try:
         with naming_a_full_disk(target, None, tmp):
@@ -192,8 +246,8 @@ def exclusive_lock(lock_file: Path) -> Iterator[None]:
         yield
         return
     lock_file = Path(lock_file)
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a") as handle:
+    make_dirs(lock_file.parent)
+    with os.fdopen(open_in_place(lock_file, os.O_RDWR | os.O_CREAT), "r+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

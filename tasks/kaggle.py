@@ -32,8 +32,9 @@ from typing import Any
 from tasks.data.dataset import INFO_FILE, PUBLIC_DIR, PUBLIC_FILES
 from tasks.layout import OutputDir, RunFolder
 from tasks.logs import get_logger
+from tasks.results.promotion import reconcile_champion
+from tasks.results.settings import DEFAULT_COMPETITION
 
-DEFAULT_COMPETITION = "living-thing-classification-coarse"
 REQUIRED_FILES = PUBLIC_FILES
 
 
@@ -373,7 +374,6 @@ def submit_champion(
     crash interrupted is finished or undone first (`reconcile_champion`), so the file sent is the
     one the registry's last promotion names.
     """
-    from tasks.results.promotion import reconcile_champion  # here: tasks.results imports this module
 
     reconcile_champion(output_dir)
     champion = OutputDir(output_dir).champion

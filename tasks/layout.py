@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tasks.confine import make_dirs, register_output_root
+
 
 @dataclass(frozen=True)
 class RunFolder:
@@ -121,7 +123,7 @@ class RunFolder:
         return self.models / f"{model}{suffix}"
 
     def model_inputs(self, model: str) -> Path:
-        """One model's inputs recipe, ``models/<model>.inputs.json``: what it eats (tasks.predict.recipe).
+        """One model's inputs recipe, ``models/<model>.inputs.json``: what it eats (tasks.models.recipe).
 
         Named ``<model>.<...>`` so that it travels with the model file wherever the model goes
         (tasks.results.champion.model_files)."""
@@ -183,7 +185,11 @@ class OutputDir:
     root: Path
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+        given = Path(self.root).expanduser()
+        object.__setattr__(self, "root", given.resolve())
+        # Both spellings: paths are built from the resolved root, but a caller may join the given one.
+        register_output_root(given)
+        register_output_root(self.root)
 
     @property
     def runs(self) -> Path:
@@ -244,14 +250,16 @@ class OutputDir:
         """Create ``predictions/<YYYYmmdd-HHMMSS>-<6 hex>/``: unique, so concurrent calls never share one."""
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         folder = PredictionFolder(self.predictions / f"{stamp}-{secrets.token_hex(3)}")
-        folder.root.mkdir(parents=True, exist_ok=False)
+        make_dirs(folder.root.parent)
+        folder.root.mkdir(exist_ok=False)
         return folder
 
     def new_run(self) -> RunFolder:
         """Create ``runs/<YYYYmmdd-HHMMSS>-<6 hex>/``; names sort by start time (UTC)."""
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         folder = RunFolder(self.runs / f"{stamp}-{secrets.token_hex(3)}")
-        folder.root.mkdir(parents=True, exist_ok=False)
+        make_dirs(folder.root.parent)
+        folder.root.mkdir(exist_ok=False)
         return folder
 
 

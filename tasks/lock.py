@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from tasks.confine import open_in_place
 from tasks.layout import OutputDir
 from tasks.logs import get_logger
 
@@ -126,12 +127,18 @@ def ensure_free(output_dir: Path) -> None:
     with _held_guard:
         if lock_file in _held:
             return
-    with open(lock_file, "a+", encoding="utf-8") as handle:
+    with open_lock_file(lock_file) as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise busy(lock_file) from None
         fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_lock_file(lock_file: Path) -> IO[str]:
+    """Open (creating if needed, never truncating: a holder's record may be in it) the lock file for
+    reading and rewriting, refusing a link or any other planted file there (`tasks.confine`)."""
+    return os.fdopen(open_in_place(lock_file, os.O_RDWR | os.O_CREAT), "r+", encoding="utf-8")
 
 
 def busy(lock_file: Path) -> OutputDirBusy:
@@ -168,7 +175,7 @@ def output_dir_lock(output_dir: Path, *, wait: bool = True, extra: Mapping[str, 
         yield lock_file
         return
     output.root.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a+", encoding="utf-8") as handle:  # "a+": never truncate the holder's record
+    with open_lock_file(lock_file) as handle:
         acquire(handle, lock_file, wait)
         try:
             write_record(handle, holder_record(extra))

@@ -15,6 +15,7 @@ from tasks.data.sample import SampleSpec
 from tasks.layout import RunFolder
 from tasks.results.evaluation import evaluate_models
 from tasks.results.submission import write_run_submission
+from tasks.validation.report import ValidationReport
 
 #: The repository root (tests run commands from it).
 REPO = Path(__file__).resolve().parents[1]
@@ -183,3 +184,25 @@ def damage_warnings(records: Sequence[logging.LogRecord], path: Path) -> list[st
         for r in records
         if r.levelno == logging.WARNING and f"Damaged cache file {path} " in r.getMessage()
     ]
+
+
+def passed_report(data: Path, run: Path) -> ValidationReport:
+    """A passed validation of ``data`` in run folder ``run`` (samples.csv where a run keeps it), no warnings."""
+    folder = RunFolder(run)
+    return ValidationReport(
+        passed=True,
+        data_dir=str(data),
+        run_dir=str(folder.root),
+        report_path=str(folder.validation_report),
+        docs_index=None,
+        samples_path=str(folder.samples),
+        quarantine_path=None,
+        scan_path=None,
+        counts={},
+        suites=[],
+        failures=[],
+        warnings=[],
+        quarantined=0,
+        flagged_test=0,
+        reference="known",
+    )

@@ -1,6 +1,6 @@
 """Read a Kaggle-layout data directory into one typed table of samples.
 
-Layout (DESIGN §2)::
+Layout (docs/dataset.md)::
 
     <data-dir>/public/info.json              {"coarse": [...], "fine": [...]}
     <data-dir>/public/{train,val,test}.csv   filename,fine,coarse
@@ -282,13 +282,6 @@ def load_samples(data_dir: Path) -> tuple[pd.DataFrame, ClassInfo]:
     classes = read_class_info(root)
     table = pd.concat([read_split_csv(root, s, classes) for s in SPLITS], ignore_index=True)
     return table, classes
-
-
-def labels_of(samples: pd.DataFrame, target: Target) -> pd.Series:
-    """The label column for a target (coarse or fine)."""
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-    return samples[target]
 
 
 def image_ok_flags(table: pd.DataFrame) -> np.ndarray:

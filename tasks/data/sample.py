@@ -1,6 +1,6 @@
 """The embedded sample dataset: a deterministic, synthetic stand-in for the Kaggle data.
 
-It is written in exactly the Kaggle layout (DESIGN §2), with the real 8 coarse and 50 fine names
+It is written in exactly the Kaggle layout (docs/dataset.md), with the real 8 coarse and 50 fine names
 in the real order, 40-hex filenames, JPEGs of varying size and aspect ratio (a few grayscale and
 CMYK), test labels as placeholders, and the real coarse imbalance (families are balanced, so
 Magnoliopsida's 18 families against one family for the smallest classes gives 18:1).
@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from tasks.confine import make_dirs
 from tasks.data.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, families_of
 
 #: Marker written last: its presence means the folder is a complete sample of these settings.
@@ -404,7 +405,7 @@ def generate_sample(data_dir: Path, spec: SampleSpec) -> Path:
 
     public = tmp / PUBLIC_DIR
     try:
-        public.mkdir(parents=True)
+        make_dirs(public)  # the sample lives in the output directory: no planted link is followed
         (public / INFO_FILE).write_text(
             json.dumps({"coarse": list(COARSE_NAMES), "fine": list(FINE_NAMES)}, indent=1), encoding="utf-8"
         )

@@ -12,6 +12,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.data.sample import SampleSpec
+from tasks.settings_fields import NonEmptyPath, Seed
 
 Target = Literal["coarse", "fine"]
 Resampling = Literal["none", "oversample", "undersample", "class-weights"]
@@ -20,14 +21,14 @@ Resampling = Literal["none", "oversample", "undersample", "class-weights"]
 class DataSettings(BaseModel):
     """Where the data is and where outputs go (shared by every flow's parameters)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    data_dir: Optional[Path] = Field(
+    data_dir: Optional[NonEmptyPath] = Field(
         None,
         description="Kaggle-layout data directory (public/info.json, CSVs, image folders). "
         "Empty: the embedded synthetic sample, generated once under the output directory.",
     )
-    output_dir: Path = Field(Path("outputs"), description="Where run folders, caches and the sample go.")
+    output_dir: NonEmptyPath = Field(Path("outputs"), description="Where run folders, caches and the sample go.")
     sample_per_family: int = Field(36, ge=3, description="Embedded sample: labelled images per family.")
     sample_test_per_family: int = Field(8, ge=1, description="Embedded sample: test images per family.")
 
@@ -39,10 +40,10 @@ class DataSettings(BaseModel):
 class SplitSettings(BaseModel):
     """What to predict, the hold-out every model is scored on, and class-imbalance handling."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     target: Target = Field("coarse", description="Predict the 8 taxa or the 50 families.")
-    seed: int = Field(42, description="One seed for the split, sampling and every model.")
+    seed: Seed = Field(42, description="One seed for the split, sampling and every model (0 to 2**32 - 1).")
     holdout_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="Share of train+val kept aside, before any resampling, to score every model."
     )

@@ -1,4 +1,4 @@
-"""Hold-out split, made once, before any resampling or augmentation (DESIGN §3).
+"""Hold-out split, made once, before any resampling or augmentation (docs/original-project.md).
 
 The original project oversampled by writing rotated copies to disk before splitting, so its
 validation set contained copies of training images. Here train+val are merged, a stratified
@@ -79,26 +79,8 @@ def write_split(samples_with_roles: pd.DataFrame, path: Path) -> Path:
 
 
 def read_split(path: Path) -> pd.DataFrame:
-    """Read a persisted split (filename, split, role)."""
-    return pd.read_csv(path, dtype=str)
-
-
-def apply_split(samples: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
-    """Attach persisted roles to a sample table by (split, filename)."""
-    merged = samples.merge(split, on=["split", "filename"], how="left", validate="one_to_one")
-    if merged["role"].isna().any():
-        missing = merged.loc[merged["role"].isna(), "filename"].head(5).tolist()
-        raise SplitError(f"the persisted split has no role for some samples, e.g. {missing}")
-    return merged
-
-
-def role_counts(samples_with_roles: pd.DataFrame, target: Target) -> dict[str, dict[int, int]]:
-    """Class counts per role (train/holdout), for the report and the plots."""
-    labelled = samples_with_roles[samples_with_roles["role"] != ROLE_TEST]
-    return {
-        role: {int(k): int(v) for k, v in group[target].astype(int).value_counts().sort_index().items()}
-        for role, group in labelled.groupby("role")
-    }
+    """Read a persisted split (filename, split, role), every value a string as written."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def split_dataset(

@@ -132,7 +132,7 @@ FINE_TO_COARSE: tuple[int, ...] = tuple(
     COARSE_NAMES.index(next(c for c, fams in _FAMILIES_BY_COARSE.items() if fine in fams)) for fine in FINE_NAMES
 )
 
-#: Approximate images per family in the real train+val (about 3,000 each, DESIGN §2).
+#: Approximate images per family in the real train+val (about 3,000 each, docs/dataset.md).
 REAL_IMAGES_PER_FAMILY = 3000
 
 

@@ -14,7 +14,9 @@ The outcome goes to ``<run>/validation/drift.json`` and the ``data-drift`` artif
 fingerprint changed or a test is significant, the `living-things.data.changed` event is emitted
 (tasks.drift.events) and the retrain deployment's trigger starts a retrain. Nothing here fails a
 validation that passed: a missing or damaged reference, or a backbone that cannot be built, is
-reported (one warning naming the cause) and that part of the check is skipped.
+reported (one warning naming the cause) and that part of the check is skipped. A reference of an
+unknown backbone or of the wrong feature width counts as damaged (tasks.models.drift_reference). Model
+files that champion.json lists but that are gone are one warning too (``champion_missing_files``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ from tasks.cache_files import describe
 from tasks.data.columns import LABELLED_SPLITS
 from tasks.data.dataset import data_fingerprint, image_ok_flags, read_samples
 from tasks.drift.events import DATA_CHANGED_EVENT, data_changed_resource, emit_data_changed
-from tasks.drift.reference import (
+from tasks.drift.rendering import drift_headline, publish_drift_artifact
+from tasks.drift.statistics import embedding_drift, label_drift
+from tasks.io import atomic_write_json
+from tasks.layout import OutputDir, RunFolder
+from tasks.logs import get_logger
+from tasks.models.drift_reference import (
     DamagedReference,
     DriftReference,
     backbone_features,
@@ -38,11 +45,6 @@ from tasks.drift.reference import (
     read_drift_reference,
     seeded_subsample,
 )
-from tasks.drift.rendering import drift_headline, publish_drift_artifact
-from tasks.drift.statistics import embedding_drift, label_drift
-from tasks.io import atomic_write_json
-from tasks.layout import OutputDir, RunFolder
-from tasks.logs import get_logger
 from tasks.validation.report import ValidationReport
 from tasks.validation.settings import ValidationSettings
 
@@ -75,6 +77,22 @@ def read_reference(path: Path, notes: list[str]) -> DriftReference | None:
     except DamagedReference as err:
         warn(notes, f"Drift check skipped for labels and embeddings: {err}")
         return None
+
+
+def warn_missing_files(output: OutputDir, champion: dict[str, Any], notes: list[str]) -> list[str]:
+    """The files champion.json lists that are gone (one warning naming them), else nothing: the
+    data can still be compared, but a prediction with that champion would fail, and the validate
+    run is where a scheduled check would notice first."""
+    from tasks.predict.source import missing_champion_files
+
+    missing = missing_champion_files(output.champion.root, champion)
+    if missing:
+        warn(
+            notes,
+            f"The champion in {output.champion.root} is missing {', '.join(missing)} (listed in "
+            f"{output.champion.champion_record.name}): predicting with it fails until a run is promoted again.",
+        )
+    return missing
 
 
 def warn(notes: list[str], message: str) -> None:
@@ -120,6 +138,7 @@ def compare_with_champion(
     notes: list[str] = summary["notes"]
     theirs = champion.get("data_fingerprint")
     summary["champion"] = {key: champion.get(key) for key in ("run", "model", "target", "timestamp")}
+    summary["champion_missing_files"] = warn_missing_files(output, champion, notes)
     summary["champion_data_fingerprint"] = theirs
     summary["fingerprint_changed"] = bool(theirs) and theirs != summary["data_fingerprint"]
     reference = read_reference(output.champion.drift_reference, notes)
@@ -188,6 +207,7 @@ def check_drift(report: ValidationReport, output_dir: Path, settings: Validation
         "champion": None,
         "data_fingerprint": data_fingerprint(data_dir),
         "champion_data_fingerprint": None,
+        "champion_missing_files": [],
         "fingerprint_changed": None,
         "spec": None,
         "labels": None,

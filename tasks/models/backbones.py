@@ -50,6 +50,7 @@ import keras
 
 from tasks.models.lite0 import LITE0_HEAD_CHANNELS, build_efficientnet_lite0
 from tasks.models.settings import DEFAULT_INPUT_SIZES
+from tasks.models.weights import BackboneWeightsUnavailable, WeightsArg
 
 __all__ = [
     "BACKBONES",
@@ -63,12 +64,7 @@ __all__ = [
 ]
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
-WeightsArg = str | Path
 Builder = Callable[[int, WeightsArg, bool, "str | None", "Path | None"], keras.Model]
-
-
-class BackboneWeightsUnavailable(RuntimeError):
-    """Pretrained weights could not be found locally nor downloaded."""
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The original project's baselines, honestly evaluated: Random Forest and SVM (rbf) on small
-grayscale pixels (DESIGN §3: RF n_estimators=1000, max_depth=60; SVM C=10, gamma=0.001 on a
+grayscale pixels (docs/original-project.md: RF n_estimators=1000, max_depth=60; SVM C=10, gamma=0.001 on a
 subsample). They show what the transfer-learning model has to beat.
 
 Both are bounded so that a full-size run (~120k training images) stays affordable, with the
@@ -24,7 +24,7 @@ from tasks.machine import fit_jobs
 from tasks.models.settings import BaselineSettings
 
 if TYPE_CHECKING:
-    from tasks.predict.recipe import Inputs
+    from tasks.models.recipe import Inputs
 
 
 def fit_random_forest(
@@ -184,10 +184,10 @@ def predict_rows(model: ClassifierMixin, matrix: np.ndarray, rows: np.ndarray) -
 
 
 def feature_inputs(features_path: Path, settings: BaselineSettings) -> Inputs:
-    """The inputs recipe (`tasks.predict.recipe`) of a model fitted on ``features_path``: backbone
+    """The inputs recipe (`tasks.models.recipe`) of a model fitted on ``features_path``: backbone
     features carry their settings next to them; a pixel cache file carries size and colour in its name."""
     from tasks.models.features import PIXEL_FILE
-    from tasks.predict.recipe import PixelInputs, embedding_inputs
+    from tasks.models.recipe import PixelInputs, embedding_inputs
 
     if Path(features_path).suffix == ".npz":
         from tasks.models.embeddings import read_recipe
@@ -214,13 +214,13 @@ def train_baseline(
     The model is named ``<feature_name>_<kind>`` (e.g. ``pixels_random_forest``). Writes
     ``predictions/<name>.csv``, ``models/<name>.skops`` (skops, not pickle: see
     tasks.models.persistence) and its inputs recipe ``models/<name>.inputs.json`` (what batch
-    prediction feeds it, `tasks.predict.recipe`) under ``out_dir``; returns the CSV.
+    prediction feeds it, `tasks.models.recipe`) under ``out_dir``; returns the CSV.
     """
     from tasks.data.splitting import ROLE_TRAIN, read_table
     from tasks.layout import RunFolder
     from tasks.models.persistence import SKLEARN_SUFFIX, save_model
-    from tasks.predict.recipe import write_recipe
-    from tasks.results.predictions import scored_rows, write_predictions
+    from tasks.models.predictions import scored_rows, write_predictions
+    from tasks.models.recipe import write_recipe
 
     table = read_table(table_path)
     matrix = load_feature_matrix(features_path, table_path)

@@ -24,7 +24,7 @@ from tasks.layout import RunFolder
 from tasks.models.settings import TransferSettings
 
 if TYPE_CHECKING:
-    from tasks.models.transfer import MacroF1EarlyStopping
+    from tasks.models.training import MacroF1EarlyStopping
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

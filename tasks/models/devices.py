@@ -2,10 +2,10 @@
 
 Precision: ``auto`` picks ``mixed_bfloat16`` on GPUs that compute in bf16 natively (compute
 capability 8.0 and up: A100, H100, H200), ``mixed_float16`` on older GPUs and ``float32`` on CPU.
-Measured here, bf16 made TensorFlow on CPU ~1.4x slower (DESIGN §9).
+Measured here, bf16 made TensorFlow on CPU ~1.4x slower (docs/measurements.md).
 
-Compilation: JAX always jit-compiles (un-jitted JAX ran 4.6x slower on this CPU, DESIGN §8).
-TensorFlow uses XLA on GPUs only: on CPU it made MobileNetV2 ~12x slower (DESIGN §9); on GPUs
+Compilation: JAX always jit-compiles (un-jitted JAX ran 4.6x slower on this CPU, docs/measurements.md).
+TensorFlow uses XLA on GPUs only: on CPU it made MobileNetV2 ~12x slower (docs/measurements.md); on GPUs
 it is Keras' own default and has not been measured against plain TF here.
 
 Several GPUs: `keras.distribution.DataParallel` on JAX, `tf.distribute.MirroredStrategy` on TF.
@@ -19,7 +19,8 @@ from typing import Any
 
 import keras
 
-from tasks.models.settings import Precision
+from tasks.models.settings import Precision, TransferSettings
+from tasks.models.sizing import stage2_budget
 
 #: Lowest CUDA compute capability whose tensor cores do bf16 (Ampere).
 BF16_MIN_CAPABILITY = 8.0
@@ -71,18 +72,33 @@ def choose_jit(backend: str, n_gpus: int) -> bool:
     return backend == "jax" or (backend == "tensorflow" and n_gpus > 0)
 
 
-def plan_devices(precision: Precision = "auto", jit_compile: bool | None = None) -> DevicePlan:
-    """Decide, and apply, the precision policy and (JAX, several GPUs) the data-parallel layout."""
+def survey_devices(precision: Precision = "auto", jit_compile: bool | None = None) -> DevicePlan:
+    """Decide what this machine trains with, changing nothing (the flow asks before a step's cache
+    key is computed: `for_machine`)."""
     backend = keras.backend.backend()
     capabilities = gpu_capabilities()
-    plan = DevicePlan(
+    return DevicePlan(
         backend=backend,
         n_gpus=len(capabilities),
         precision=choose_precision(precision, capabilities),
         jit_compile=choose_jit(backend, len(capabilities)) if jit_compile is None else jit_compile,
     )
+
+
+def for_machine(settings: TransferSettings, plan: DevicePlan) -> TransferSettings:
+    """``settings`` with everything that depends on the machine resolved for ``plan``: the stage-2
+    image budget (all images on GPUs, `CPU_STAGE2_IMAGES` on a CPU) and the precision. Resolved
+    before the transfer step's cache key is computed, so a GPU run on an output directory a CPU run
+    filled never gets the CPU-trained model back from the cache, nor the other way round."""
+    budget = stage2_budget(settings.stage2_max_images, plan.n_gpus)
+    return settings.model_copy(update={"stage2_max_images": budget, "precision": plan.precision})
+
+
+def plan_devices(precision: Precision = "auto", jit_compile: bool | None = None) -> DevicePlan:
+    """Decide, and apply, the precision policy and (JAX, several GPUs) the data-parallel layout."""
+    plan = survey_devices(precision, jit_compile)
     keras.mixed_precision.set_global_policy(plan.precision)
-    if backend == "jax" and plan.n_gpus > 1:
+    if plan.backend == "jax" and plan.n_gpus > 1:
         keras.distribution.set_distribution(keras.distribution.DataParallel())
     return plan
 

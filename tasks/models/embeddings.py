@@ -1,7 +1,7 @@
 """Stage-1 features: run the frozen backbone once over every image and cache the result.
 
 Training a head on cached features costs well under a second per epoch, where running a frozen
-backbone every epoch costs tens of seconds on a CPU (DESIGN §9). The cache is keyed by the
+backbone every epoch costs tens of seconds on a CPU (docs/measurements.md). The cache is keyed by the
 backbone, its weights, the input size, the feature kind, the augmented views and every image's
 (path, size, mtime), so a changed image, size or backbone recomputes and nothing else does.
 
@@ -173,6 +173,15 @@ def write_recipe(target: Path, spec: EmbeddingSpec) -> None:
         except DamagedCache as err:
             discard(recipe, err.reason)
     atomic_write_json(recipe, asdict(spec))
+
+
+def ensure_recipe(path: Path, spec: EmbeddingSpec) -> Path:
+    """Keep the recipe of the features file ``path`` that the features step returned for ``spec``
+    (`write_recipe`): when that step is served from Prefect's cache its function does not run, so
+    a recipe lost or damaged since would stay so, and every reader that needs it (the baselines'
+    inputs recipe, a rebuild of a damaged file) would fail on every run. Cheap: one small JSON."""
+    write_recipe(Path(path), spec)
+    return Path(path)
 
 
 def compute_embeddings(

@@ -77,8 +77,7 @@ def write_chunk(path: Path, features: np.ndarray) -> None:
         with open(tmp, "wb") as handle:
             np.save(handle, features)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, write)
+    atomic_write(path, write)  # makes the folder
 
 
 @dataclass(frozen=True)
@@ -164,7 +163,7 @@ def extract_in_chunks(
     memoise); ``extract(model, paths, ok, seed)`` computes one chunk's features. ``refresh``
     recomputes every chunk (and replaces its file).
     """
-    from tasks.models.progress import StageProgress
+    from tasks.progress import StageProgress
 
     chunks = plan_chunks(paths, ok, spec, cache_dir, augment=augment, seed=seed, chunk_size=chunk_size)
     out: np.ndarray | None = None

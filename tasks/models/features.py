@@ -67,13 +67,29 @@ def pixel_cache_key(paths: list[str], size: int, grayscale: bool) -> str:
     return fingerprint_text(f"pixels/{size}/{grayscale}", *(file_signature(p) for p in paths))
 
 
+#: The Kaggle layout's folder that holds the CSVs and image folders (`tasks.data.dataset.PUBLIC_DIR`).
+DATA_PUBLIC_DIR = "public"
+
+
+def portable_path(path: str) -> str:
+    """``path`` as cache keys name it: relative to its data directory (``public/<split>/<file>``)
+    when it lies in one, else as given. Every image sits at ``<data-dir>/public/<split>/<file>``
+    (`tasks.data.dataset`), so a data or output directory that is moved or copied (the embedded
+    sample lives in the output directory) keeps its keys, and its caches stay warm."""
+    parts = Path(path).parts
+    folders = [i for i, part in enumerate(parts[:-1]) if part == DATA_PUBLIC_DIR]
+    return "/".join(parts[folders[-1] :]) if folders else str(path)
+
+
 def file_signature(path: str) -> str:
-    """``path:size:mtime`` (or ``path:missing``): changes whenever the file is replaced or edited."""
+    """``path:size:mtime`` (or ``path:missing``), the path made `portable_path`: changes whenever
+    the file is replaced or edited, not when its data directory moves (mtimes move with it)."""
+    name = portable_path(path)
     try:
         stat = os.stat(path)
     except OSError:
-        return f"{path}:missing"
-    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+        return f"{name}:missing"
+    return f"{name}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 #: ``pixels-<size><g|c>-<key>.npy``: the settings a cached matrix was computed with, in its name.

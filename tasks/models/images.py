@@ -1,9 +1,9 @@
 """The input path: file paths -> batches of decoded, resized RGB images in [0, 255].
 
 Two implementations behind one function, chosen by the Keras backend: tf.data when TensorFlow
-is the backend (measured and fast on CPU, DESIGN §9: `tasks.models.images_tf`), and a
+is the backend (measured and fast on CPU, docs/measurements.md: `tasks.models.images_tf`), and a
 `keras.utils.PyDataset` with PIL/numpy decoding otherwise (`tasks.models.images_py`), so the
-JAX route needs no TensorFlow at all (DESIGN §8). Both have the same resize semantics and the same
+JAX route needs no TensorFlow at all (docs/measurements.md). Both have the same resize semantics and the same
 augmentation; the decoded-image disk cache (``cache_file``) exists on the tf.data path only.
 """
 

@@ -2,12 +2,12 @@
 
 Decoding runs in parallel with a fixed number of calls. tf.data's autotuner is switched off on
 purpose: on this kind of 2-core machine it sometimes settled on one core and ran at half speed
-(DESIGN §9). Memory stays flat whatever the dataset size: only a few batches are in flight, and
+(docs/measurements.md). Memory stays flat whatever the dataset size: only a few batches are in flight, and
 the optional cache of resized images lives on disk (checked before each use, see
 `check_image_cache`). Augmentation is for the train role only.
 
 TensorFlow is imported inside each function, not at module top, so that every module under
-``tasks/`` imports on a machine without TensorFlow (the JAX route, DESIGN §8); this module is
+``tasks/`` imports on a machine without TensorFlow (the JAX route, docs/measurements.md); this module is
 only used when the Keras backend is TensorFlow (`tasks.models.images`).
 """
 
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tasks.confine import make_dirs
 from tasks.models.augment import GRAY, build_augmenter, parallel_calls
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ def make_image_dataset(
     else:
         # The cache is written in row order, so the shuffle comes after it, on uint8 images and
         # with a bounded buffer (`CACHED_SHUFFLE_BUFFER`).
-        Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(Path(cache_file).parent)
         # A run killed mid-epoch leaves a lockfile that would make TensorFlow refuse the cache on
         # the rerun (one pipeline per cache file here, so a lockfile at start is always stale).
         for stale in Path(cache_file).parent.glob(f"{Path(cache_file).name}*.lockfile"):

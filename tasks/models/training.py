@@ -198,6 +198,6 @@ class ProgressCallback(keras.callbacks.Callback):
 def progress_reporter(stage: int) -> Any:
     """The run's progress artifact of one stage, ``training-progress-stage-<n>``: one per stage, so
     stage 2's bar never leaves stage 1's behind stuck at "done" under the same key."""
-    from tasks.results.report import ProgressReporter
+    from tasks.progress import ProgressReporter
 
     return ProgressReporter(key=f"training-progress-stage-{stage}", description=f"transfer model, stage {stage}")

@@ -1,12 +1,12 @@
-"""Using a published model on new images: its inputs recipe, inference with the training code path,
-and the exported-model check that the champion gate runs before a promotion.
+"""Batch prediction with a published model: which model (the champion, through a snapshot, or a
+run's best), the images to classify, and what is written.
 
-- `tasks.predict.recipe`: what a saved model eats (``models/<name>.inputs.json``);
-- `tasks.predict.inference`: load a model and its recipe from a folder, compute its inputs for image
-  paths exactly as training did, return class probabilities;
 - `tasks.predict.inputs`: the images to predict (a folder or a CSV), validated like training's;
 - `tasks.predict.source`: which model (the champion, through a snapshot, or a run's best model);
 - `tasks.predict.output`: ``predictions.csv`` and ``prediction.json``;
-- `tasks.predict.report`: the gallery and the Prefect artifacts;
-- `tasks.predict.export_check`: the fresh-process reload check (TFX's InfraValidator).
+- `tasks.predict.report`: the gallery and the Prefect artifacts.
+
+A saved model's inputs recipe (`tasks.models.recipe`) and the inference that follows it
+(`tasks.models.inference`) live with the models, one floor down, because the champion gate
+(`tasks.results`) uses them too (docs/architecture.md).
 """

@@ -96,7 +96,9 @@ def validate_inputs(
 
     folder = PredictionFolder(prediction_dir)
     files = list_images(source)
-    files.assign(split=PREDICT_SPLIT).loc[:, ["split", "filename", "path"]].to_csv(folder.scan_list, index=False)
+    atomic_write_text(
+        folder.scan_list, files.assign(split=PREDICT_SPLIT).loc[:, ["split", "filename", "path"]].to_csv(index=False)
+    )
     scan_images(
         folder.scan_list,
         folder.image_scan,

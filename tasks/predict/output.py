@@ -16,7 +16,7 @@ import pandas as pd
 
 from tasks.io import atomic_write_json, atomic_write_text
 from tasks.layout import PredictionFolder
-from tasks.predict.inference import Predicted
+from tasks.models.inference import Predicted
 from tasks.predict.inputs import read_inputs
 
 #: Decimals kept for probabilities in predictions.csv.
@@ -55,7 +55,7 @@ def predict_inputs(source: dict[str, Any], inputs_path: Path, prediction_dir: Pa
     (`tasks.predict.source.take_model`); write ``predictions.csv`` and ``prediction.json``; return a
     small summary."""
     from tasks.logs import get_logger
-    from tasks.predict.inference import load_published, predict_files
+    from tasks.models.inference import load_published, predict_files
 
     model = str(source["model"])
     inputs = read_inputs(inputs_path)

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from tasks.layout import PredictionFolder
+from tasks.logs import printable
 from tasks.predict.output import probability_column, read_prediction_csv
 from tasks.results.figures import save_figure
 from tasks.results.gallery import thumbnail_grid
@@ -49,7 +50,8 @@ def plot_prediction_gallery(frame: pd.DataFrame, class_names: list[str], path: P
     rows = with_probability(frame, class_names).head(GALLERY_SIZE)
 
     def title(row: Any) -> str:
-        name = row.filename if len(row.filename) <= 28 else f"{row.filename[:25]}..."
+        filename = printable(row.filename)  # a control character would garble the figure and warn raw
+        name = filename if len(filename) <= 28 else f"{filename[:25]}..."
         return "\n".join([name, *textwrap.wrap(gallery_title(row), 36)[:2]])
 
     figure = thumbnail_grid(
@@ -91,7 +93,7 @@ def report_markdown(summary: dict[str, Any], frame: pd.DataFrame, gallery: Path 
     bad = frame[~frame["image_ok"]].head(10)
     if len(bad):
         lines += ["", "## Images that could not be used", ""]
-        lines += [f"- `{row.filename}`: {row.problem}" for row in bad.itertuples(index=False)]
+        lines += [f"- `{printable(row.filename)}`: {row.problem}" for row in bad.itertuples(index=False)]
     if gallery is not None and Path(gallery).is_file():
         lines += ["", "## Gallery", "", f"![gallery](data:image/png;base64,{encode_png(Path(gallery))})"]
     lines += ["", f"Predictions: `{summary['predictions_path']}`"]
@@ -100,7 +102,7 @@ def report_markdown(summary: dict[str, Any], frame: pd.DataFrame, gallery: Path 
 
 def publish_prediction(summary: dict[str, Any]) -> dict[str, Any]:
     """Draw the gallery and publish both artifacts (inside a run); return the summary plus the gallery path."""
-    from tasks.results.report import check_artifact_key, in_prefect_run
+    from tasks.progress import check_artifact_key, in_prefect_run
 
     folder = PredictionFolder(Path(summary["prediction_dir"]))
     frame = read_prediction_csv(folder.predictions)

@@ -8,15 +8,23 @@ prediction folder's ``model/``. A promotion that swaps the champion while the im
 classified cannot mix two models' files, and the prediction folder keeps the exact model it used.
 The lock is held for milliseconds, except while a promotion's exported-model check runs (then
 the prediction waits for it). A run folder is read in place: nothing rewrites a finished run's models.
+
+A champion that cannot serve (a model file listed in champion.json deleted, a garbled
+``registry.jsonl`` line) is a `PredictionError` naming the file under ``champion/`` or the line:
+an input error, so the flow ends with that one sentence (flows.failures), checked before any work
+(`check_request`) and again under the lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from tasks.io import is_disk_full, writing_to
 from tasks.layout import OutputDir, PredictionFolder, RunFolder
 from tasks.logs import get_logger
 
@@ -53,17 +61,95 @@ def check_request(output_dir: Path, model: str) -> None:
     if model == CHAMPION:
         if not OutputDir(output_dir).champion.champion_record.is_file():
             raise PredictionError(champion_missing(output_dir))
+        check_champion(output_dir)
         return
     run_folder_of(output_dir, model)
 
 
+@contextlib.contextmanager
+def champion_read_errors(output_dir: Path) -> Iterator[None]:
+    """Turn a damaged registry or champion record into `PredictionError`: the user's to fix, so the
+    flow ends with its one sentence (an input error) instead of a task's and a flow's tracebacks."""
+    from tasks.results.promotion import ChampionError
+    from tasks.results.registry import RegistryError
+
+    try:
+        yield
+    except RegistryError as exc:
+        raise PredictionError(
+            f"{exc}. The registry is the champion's audit trail: repair or remove that line (keep a copy), "
+            f"or pass --model RUN_ID to predict with a run's model without the champion"
+        ) from exc
+    except ChampionError as exc:
+        raise PredictionError(f"the champion in {OutputDir(output_dir).champion.root} cannot be used: {exc}") from exc
+
+
+def missing_champion_files(champion_root: Path, record: Mapping[str, Any]) -> list[str]:
+    """The files champion.json lists (its ``model_files``, and metrics.json with them) that are not in
+    ``champion_root``, relative to it: a champion missing one cannot predict (validate warns too).
+    A record without ``model_files`` (an older version's) lists nothing to check."""
+    if "model_files" not in record:
+        return []
+    listed = [RunFolder(champion_root).metrics.name, *(str(name) for name in record.get("model_files") or [])]
+    return [name for name in listed if not (Path(champion_root) / name).is_file()]
+
+
+def check_champion_files(output_dir: Path, record: Mapping[str, Any]) -> None:
+    """`PredictionError` naming ``champion/`` and each missing file (`missing_champion_files`), and the
+    champion's own run when it still has the model, instead of a load error about a snapshot's copy."""
+    output = OutputDir(output_dir)
+    missing = missing_champion_files(output.champion.root, record)
+    if not missing and record.get("model_files", True):  # no key: an older version's record, not checked
+        return
+    run = str(record.get("run", ""))
+    fallback = f"--model {run}" if run and (output.runs / run / "models").is_dir() else "--model RUN_ID"
+    what = f"{', '.join(missing)} missing" if missing else "its champion.json lists no model files (an old run)"
+    raise PredictionError(
+        f"the champion in {output.champion.root} cannot predict: {what} "
+        f"(model {record.get('model')}, run {run or '?'}). Promote a run again (python -m flows.full "
+        f"--output-dir {output_dir} --force-promote) or pass {fallback}"
+    )
+
+
+def registry_settled(output_dir: Path) -> bool:
+    """Whether registry.jsonl ends with a whole line, so that reading it without the lock is fair: a
+    last line cut short (a crash, or an append under way) is for the recovery under the lock to judge."""
+    path = OutputDir(output_dir).registry
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() == 0:
+                return True
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"
+    except FileNotFoundError:
+        return True
+
+
+def check_champion(output_dir: Path) -> None:
+    """The champion's record, files and registry, read without the lock before any work (a
+    `PredictionError` saying what to fix); `snapshot_champion` checks the same under the lock."""
+    from tasks.results.champion import read_champion
+    from tasks.results.registry import read_registry
+
+    with champion_read_errors(output_dir):
+        if registry_settled(output_dir):
+            read_registry(output_dir)
+        record = read_champion(output_dir)
+    if record is None:
+        raise PredictionError(champion_missing(output_dir))
+    check_champion_files(output_dir, record)
+
+
 def link_or_copy(source: Path, target: Path) -> None:
     """A hard link (no extra disk, survives the source's deletion), else a copy."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
+    with writing_to(target, source.stat().st_size):
+        try:
+            os.link(source, target)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise
+            shutil.copy2(source, target)
 
 
 def snapshot_champion(output_dir: Path, prediction_dir: Path) -> dict[str, Any]:
@@ -73,12 +159,13 @@ def snapshot_champion(output_dir: Path, prediction_dir: Path) -> dict[str, Any]:
 
     output = OutputDir(output_dir)
     snapshot = PredictionFolder(prediction_dir).model_snapshot
-    with champion_lock(output.root):
+    with champion_lock(output.root), champion_read_errors(output.root):
         for action in recover_champion(output.root):
             get_logger().warning("Champion recovery: %s", action)
         record = read_champion(output.root)
         if record is None:
             raise PredictionError(champion_missing(output_dir))
+        check_champion_files(output.root, record)
         champion = output.champion
         files = [champion.champion_record, champion.metrics, *model_files(champion.root, record["model"])]
         for path in files:

@@ -8,19 +8,7 @@ Layout under the output directory::
     registry.jsonl       one JSON line per decision (promoted or kept, and why; `tasks.results.registry`)
     .champion.lock       serialises concurrent promotions (POSIX)
 
-Rules (`decide_promotion`), in order:
-
-1. no champion yet: promote;
-2. a different target (coarse vs fine): refuse, the scores are not comparable;
-3. a different hold-out (split fingerprint) or different data (data fingerprint, class names):
-   refuse. The champion's scores were measured on other images; comparing them with the
-   challenger's would be dishonest, and re-scoring the champion would mean re-running its model
-   on the new hold-out. The reason tells the user what to do: rerun with the same seed, hold-out
-   fraction/mode and data (the champion's split.csv is kept for reference), or pass
-   ``--force-promote`` to replace the champion anyway;
-4. the challenger's hold-out macro-F1 must beat the champion's by more than ``min_improvement``
-   (a tie keeps the champion: replacing a model costs trust, so it needs a reason);
-5. no class's F1 may drop by more than ``max_class_f1_drop`` (the worst class is named).
+The rules are in `tasks.results.gate`.
 
 Promotion is crash-consistent (`tasks.results.promotion`, which has the table of crash points and
 recovery rules): the new champion is built in ``.champion-<id>/``, an intent record is written,
@@ -33,37 +21,22 @@ from __future__ import annotations
 import secrets
 import shutil
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from tasks.io import atomic_write_json, fingerprint_files, fingerprint_text
+from tasks.confine import check_confined
+from tasks.io import atomic_write_json, copy_file, fingerprint_files, fingerprint_text
 from tasks.layout import OutputDir, RunFolder
 from tasks.logs import get_logger
+from tasks.models.drift_reference import verify_drift_reference
+from tasks.results.gate import Decision
 from tasks.results.promotion import ChampionError, Promotion, champion_lock, read_json, recover_champion
 from tasks.results.registry import append_registry, registry_entry
 from tasks.results.settings import GateSettings
-
-#: Float noise allowance when comparing scores (F1 values are ratios of small integers).
-TOLERANCE = 1e-9
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The gate's verdict and its reason, phrased for the person reading the run's report."""
-
-    promote: bool
-    reason: str
-    run: str | None = None
-    champion_before: str | None = None
-    forced: bool = False
-    champion_dir: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def fingerprint_split(run_dir: Path) -> str:
@@ -117,7 +90,7 @@ def describe_run(run_dir: Path, data_fingerprint: str | None = None) -> dict[str
 def read_champion(output_dir: Path) -> dict[str, Any] | None:
     """The current champion's record, or None when there is none yet."""
     champion = OutputDir(output_dir).champion
-    folder, record_path = champion.root, champion.champion_record
+    folder, record_path = champion.root, check_confined(champion.champion_record)
     if not folder.exists():
         return None
     if not record_path.is_file():
@@ -128,89 +101,12 @@ def read_champion(output_dir: Path) -> dict[str, Any] | None:
     return read_json(record_path)
 
 
-def worst_class_drop(challenger: Mapping[str, Any], champion: Mapping[str, Any]) -> tuple[str, float, float, float]:
-    """(class, drop, champion F1, challenger F1) of the class whose F1 fell the most."""
-    before = champion["metrics"]["per_class_f1"]
-    after = challenger["metrics"]["per_class_f1"]
-    drops = [(name, before[name] - after.get(name, 0.0), before[name], after.get(name, 0.0)) for name in before]
-    return max(drops, key=lambda d: d[1]) if drops else ("", 0.0, 0.0, 0.0)
-
-
-def comparability_problem(challenger: Mapping[str, Any], champion: Mapping[str, Any]) -> str | None:
-    """Why the two sets of scores cannot be compared, or None if they can."""
-    if challenger["target"] != champion["target"]:
-        return (
-            f"the champion predicts {champion['target']} classes and this run predicts {challenger['target']}; "
-            f"the scores are not comparable. Use a separate --output-dir per target"
-        )
-    advice = (
-        f"Rerun with the same data, seed and hold-out settings as the champion's run {champion['run']} "
-        f"(its split.csv is in the champion folder), or pass --force-promote to replace it anyway"
-    )
-    if challenger["split_fingerprint"] != champion["split_fingerprint"]:
-        return (
-            f"the hold-outs differ (champion scored on split {champion['split_fingerprint']}, this run on "
-            f"{challenger['split_fingerprint']}), so their macro-F1s are not comparable. {advice}"
-        )
-    if list(challenger["class_names"]) != list(champion["class_names"]):
-        return f"the class names differ from the champion's, so its scores are not comparable. {advice}"
-    mine, theirs = challenger.get("data_fingerprint"), champion.get("data_fingerprint")
-    if mine and theirs and mine != theirs:
-        return (
-            f"the data differ (champion data fingerprint {theirs}, this run {mine}), so the same hold-out "
-            f"images may carry other labels. {advice}"
-        )
-    return None
-
-
-def decide_promotion(
-    challenger: Mapping[str, Any], champion: Mapping[str, Any] | None, settings: GateSettings = GateSettings()
-) -> Decision:
-    """Whether the challenger replaces the champion, and why (rules in the module docstring)."""
-    run = challenger.get("run")
-    if champion is None:
-        return Decision(True, "no champion yet", run=run)
-    before = champion.get("run")
-    problem = comparability_problem(challenger, champion)
-    if problem:
-        return Decision(False, f"not compared: {problem}.", run=run, champion_before=before)
-    new, old = challenger["metrics"]["macro_f1"], champion["metrics"]["macro_f1"]
-    gain = new - old
-    if gain <= settings.min_improvement + TOLERANCE:
-        return Decision(
-            False,
-            f"hold-out macro-F1 {new:.4f} ({challenger['model']}) does not beat the champion's {old:.4f} "
-            f"({champion['model']}, run {before}) by more than {settings.min_improvement:.4f} "
-            f"(difference {gain:+.4f}).",
-            run=run,
-            champion_before=before,
-        )
-    name, drop, was, now = worst_class_drop(challenger, champion)
-    if drop > settings.max_class_f1_drop + TOLERANCE:
-        return Decision(
-            False,
-            f"hold-out macro-F1 improves {old:.4f} -> {new:.4f}, but class {name}'s F1 drops by {drop:.4f} "
-            f"({was:.4f} -> {now:.4f}), more than the allowed {settings.max_class_f1_drop:.4f}.",
-            run=run,
-            champion_before=before,
-        )
-    worst = f"worst class change: {name} {-drop:+.4f}" if name else "no per-class scores"
-    return Decision(
-        True,
-        f"hold-out macro-F1 {new:.4f} beats the champion's {old:.4f} (run {before}) by {gain:+.4f} "
-        f"(> {settings.min_improvement:.4f}) and no class F1 drops by more than "
-        f"{settings.max_class_f1_drop:.4f} ({worst}).",
-        run=run,
-        champion_before=before,
-    )
-
-
 def model_files(run_dir: Path, model: str) -> list[Path]:
     """The saved file(s) of the named model under ``<run>/models/``, if any.
 
     Baselines save ``<features>_<kind>.skops``, the transfer step ``<backbone>_head.keras`` and
     ``<backbone>_finetuned.keras``; each next to its inputs recipe ``<model>.inputs.json``
-    (`tasks.predict.recipe`), which travels with it. A model without files (a run of an older
+    (`tasks.models.recipe`), which travels with it. A model without files (a run of an older
     version) is recorded, not an error.
     """
     folder = RunFolder(run_dir).models
@@ -236,10 +132,10 @@ def build_champion(run_dir: Path, staging: Path, record: dict[str, Any]) -> dict
     from tasks.results.submission import publish_submission
 
     run, built = RunFolder(run_dir), RunFolder(staging)
-    staging.mkdir(parents=True, exist_ok=False)
-    shutil.copy2(run.metrics, built.metrics)
-    shutil.copy2(run.split, built.split)
-    if run.drift_reference.is_file():  # what the validate flow compares new data with (tasks.drift)
+    check_confined(staging).mkdir(parents=True, exist_ok=False)
+    copy_file(run.metrics, built.metrics)
+    copy_file(run.split, built.split)
+    if verify_drift_reference(run.drift_reference):  # checked: a damaged one is left out, with a warning
         shutil.copy2(run.drift_reference, built.drift_reference)
     submission_path = run.submission
     if not submission_path.is_file():
@@ -256,7 +152,7 @@ def build_champion(run_dir: Path, staging: Path, record: dict[str, Any]) -> dict
     if files:
         built.models.mkdir()
         for path in files:
-            shutil.copy2(path, built.models / path.name)
+            copy_file(path, built.models / path.name)
     record = {
         **record,
         "model_files": [(built.models / p.name).relative_to(staging).as_posix() for p in files],
@@ -268,9 +164,9 @@ def build_champion(run_dir: Path, staging: Path, record: dict[str, Any]) -> dict
 
 def build_and_check(run_dir: Path, staging: Path, record: dict[str, Any], settings: GateSettings) -> dict[str, Any]:
     """`build_champion`, then the exported-model check on the STAGED files (a fresh process must reload
-    them and reproduce the run's hold-out predictions, `tasks.predict.export_check`), before anything
+    them and reproduce the run's hold-out predictions, `tasks.results.export_check`), before anything
     is swapped in; its outcome is added to the staged champion.json. Raises `ExportCheckFailed`."""
-    from tasks.predict.export_check import check_exported_model
+    from tasks.results.export_check import check_exported_model
 
     built = build_champion(run_dir, staging, record)
     outcome = check_exported_model(
@@ -311,7 +207,7 @@ def promote_run(
     reload in a fresh process and reproduce the run's hold-out predictions (`build_and_check`) is not
     promoted either (forced or not); the returned decision and the registry line say why.
     """
-    from tasks.predict.export_check import ExportCheckFailed
+    from tasks.results.export_check import ExportCheckFailed
     from tasks.results.rescore import decide_on_shared_images
     from tasks.results.submission import SubmissionError
 

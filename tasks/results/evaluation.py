@@ -83,7 +83,7 @@ def evaluate_models(
     from tasks.data.splitting import ROLE_TRAIN, read_table
     from tasks.io import atomic_write_json
     from tasks.layout import RunFolder
-    from tasks.results.predictions import holdout_truth_and_pred, read_predictions
+    from tasks.models.predictions import holdout_truth_and_pred, read_predictions
 
     if not predictions:
         raise ValueError("no model produced predictions; nothing to evaluate")

@@ -107,7 +107,7 @@ def pick_misclassified(wrong: pd.DataFrame, target: str, limit: int = GALLERY_SI
 def misclassified_items(run_dir: Path, metrics: dict[str, Any]) -> tuple[list[tuple[str, str, str]], int]:
     """(image path, true name, predicted name) of the best model's wrong hold-out rows, and how many."""
     from tasks.data.splitting import ROLE_HOLDOUT, read_table
-    from tasks.results.predictions import read_predictions
+    from tasks.models.predictions import read_predictions
 
     target, best, names = metrics["target"], metrics["best_model"], metrics["class_names"]
     run = RunFolder(run_dir)

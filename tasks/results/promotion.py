@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks.confine import check_confined
 from tasks.io import atomic_write, atomic_write_json, exclusive_lock
 from tasks.layout import OutputDir, RunFolder
 from tasks.logs import get_logger
@@ -74,6 +75,7 @@ class ChampionError(RuntimeError):
 
 def read_json(path: Path) -> Any:
     """Parse a JSON file, with the file named in the error."""
+    check_confined(path)  # a planted link's target is never parsed into a message
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:

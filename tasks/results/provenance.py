@@ -20,7 +20,7 @@ SYNTHETIC_CAVEAT = (
 )
 
 
-def describe_run(table: Any, run: RunFolder, data_dir: Path, synthetic: bool, settings: Mapping[str, Any]) -> dict:
+def run_provenance(table: Any, run: RunFolder, data_dir: Path, synthetic: bool, settings: Mapping[str, Any]) -> dict:
     """The provenance record of a run: ``table`` is its split table (one row per image, with roles)."""
     roles = table["role"].value_counts().to_dict()
     record: dict[str, Any] = {

@@ -15,10 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tasks.confine import check_confined, open_in_place
+from tasks.io import writing_to
 from tasks.layout import OutputDir
 
 if TYPE_CHECKING:
-    from tasks.results.champion import Decision
+    from tasks.results.gate import Decision
 
 
 class RegistryError(RuntimeError):
@@ -28,18 +30,19 @@ class RegistryError(RuntimeError):
 def append_registry(output_dir: Path, entry: Mapping[str, Any]) -> Path:
     """Append one decision as a JSON line (flushed and synced: the registry is the audit trail)."""
     path = OutputDir(output_dir).registry
-    path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(dict(entry), default=str, sort_keys=False) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
+    with writing_to(path, len(line.encode("utf-8"))):
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        with os.fdopen(open_in_place(path, flags), "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
     return path
 
 
 def read_registry(output_dir: Path) -> list[dict[str, Any]]:
     """Every decision so far, oldest first."""
-    path = OutputDir(output_dir).registry
+    path = check_confined(OutputDir(output_dir).registry)  # never read a file elsewhere into a message
     if not path.is_file():
         return []
     entries = []
@@ -68,7 +71,7 @@ def repair_registry_tail(output_dir: Path) -> str | None:
     unfinished write and is removed (its text is in the returned message, for the log). A
     promotion whose line was lost this way is re-recorded from its intent record.
     """
-    path = OutputDir(output_dir).registry
+    path = check_confined(OutputDir(output_dir).registry)
     if not path.is_file():
         return None
     data = path.read_bytes()
@@ -80,7 +83,7 @@ def repair_registry_tail(output_dir: Path) -> str | None:
         complete = isinstance(json.loads(fragment), dict)
     except ValueError:
         complete = False
-    with open(path, "r+b") as handle:
+    with writing_to(path), os.fdopen(open_in_place(path, os.O_RDWR), "r+b") as handle:
         if complete:
             handle.seek(0, os.SEEK_END)
             handle.write(b"\n")

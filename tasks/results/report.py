@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -24,12 +23,12 @@ from typing import Any
 
 from tasks.layout import RunFolder
 from tasks.logs import get_logger
+from tasks.progress import check_artifact_key, in_prefect_run
 from tasks.results.provenance import provenance_lines
 
 REPORT_KEY = "run-report"
 PER_CLASS_KEY = "per-class-metrics"
 COMPARISON_KEY = "model-comparison"
-PROGRESS_KEY = "training-progress"
 #: Decimals of the scores in the table artifacts (the UI shows a float's every digit).
 TABLE_DECIMALS = 3
 #: Embedded PNGs larger than this are palette-quantised (then shrunk) so the report stays loadable.
@@ -42,21 +41,6 @@ PLOT_TITLES = {
     "training_curves": "Training curves (both stages)",
     "misclassified": "Misclassified hold-out images",
 }
-_KEY_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-
-
-def in_prefect_run() -> bool:
-    """True inside a flow or task run, where artifacts have a run to belong to."""
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
-
-
-def check_artifact_key(key: str) -> str:
-    """Prefect keys are lowercase letters, digits and dashes; fail early with the bad key named."""
-    if not _KEY_PATTERN.match(key):
-        raise ValueError(f"artifact key {key!r} must be lowercase letters, digits and single dashes")
-    return key
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
@@ -285,48 +269,3 @@ def publish_run_artifacts(run_dir: Path, plots: Mapping[str, Path], extra: dict 
     }
     get_logger().info("Published artifacts %s for run %s", ", ".join(ids), run_dir.name)
     return {key: str(value) for key, value in ids.items()}
-
-
-class ProgressReporter:
-    """A progress artifact (0-100 %) for a long stage, e.g. training epochs or feature extraction.
-
-    Created on the first `update`, then updated in place, so the UI shows one bar per run under a
-    stable key. Updates smaller than ``min_step`` percentage points are skipped (an API call per
-    batch would slow the stage down). Best effort: progress must never fail the work it reports
-    on, so an API error is logged once and further updates are dropped. A no-op outside a run.
-    """
-
-    def __init__(self, key: str = PROGRESS_KEY, description: str | None = None, min_step: float = 1.0) -> None:
-        self.key = check_artifact_key(key)
-        self.description = description
-        self.min_step = min_step
-        self.artifact_id: Any = None
-        self.last: float | None = None
-        self.disabled = False
-
-    def update(self, done: float, total: float, description: str | None = None) -> float | None:
-        """Report ``done`` of ``total``; returns the percentage sent, or None when nothing was sent."""
-        if self.disabled or not in_prefect_run():
-            return None
-        percent = 100.0 if total <= 0 else max(0.0, min(100.0, 100.0 * float(done) / float(total)))
-        if self.last is not None and abs(percent - self.last) < self.min_step and percent < 100.0:
-            return None
-        try:
-            from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
-            if self.artifact_id is None:
-                self.artifact_id = create_progress_artifact(  # type: ignore[call-arg]  # Prefect adds _sync at run time
-                    progress=percent, key=self.key, description=description or self.description, _sync=True
-                )
-            else:
-                update_progress_artifact(self.artifact_id, percent, description=description, _sync=True)  # type: ignore[call-arg]  # Prefect adds _sync at run time
-        except Exception as exc:  # progress is decoration; never fail the stage for it
-            get_logger().warning("Progress artifact %s disabled: %s: %s", self.key, type(exc).__name__, exc)
-            self.disabled = True
-            return None
-        self.last = percent
-        return percent
-
-    def finish(self, description: str | None = None) -> float | None:
-        """Mark the stage complete (100 %)."""
-        return self.update(1, 1, description)

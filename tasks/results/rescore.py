@@ -33,14 +33,14 @@ class RescoreError(RuntimeError):
 def shared_holdout(run_dir: Path, champion_dir: Path) -> pd.DataFrame:
     """The challenger's hold-out rows of its table (with an ``ok`` column) the champion never trained on."""
     from tasks.data.dataset import image_ok_flags
-    from tasks.data.splitting import ROLE_HOLDOUT, ROLE_TRAIN, read_table
+    from tasks.data.splitting import ROLE_HOLDOUT, ROLE_TRAIN, read_split, read_table
 
     table = read_table(RunFolder(run_dir).table)
     holdout = table[table["role"] == ROLE_HOLDOUT].assign(ok=lambda t: image_ok_flags(t))
     champion_split = RunFolder(champion_dir).split
     if not champion_split.is_file():
         raise RescoreError(f"{champion_split} is missing: the champion's training images are unknown")
-    trained = pd.read_csv(champion_split, dtype=str, keep_default_na=False)
+    trained = read_split(champion_split)
     trained = trained[trained["role"] == ROLE_TRAIN]
     seen = set(zip(trained["split"], trained["filename"]))
     rows = holdout[[(s, f) not in seen for s, f in zip(holdout["split"], holdout["filename"])]]
@@ -67,10 +67,10 @@ def rescore_on_challenger_holdout(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(challenger, champion) records whose ``metrics`` are measured on the same unseen hold-out
     images, and whose split and data fingerprints are the challenger's; `RescoreError` otherwise."""
-    from tasks.predict.inference import predict_images
-    from tasks.predict.recipe import has_recipes
+    from tasks.models.inference import predict_images
+    from tasks.models.predictions import holdout_truth_and_pred, read_predictions
+    from tasks.models.recipe import has_recipes
     from tasks.results.evaluation import evaluate_predictions
-    from tasks.results.predictions import holdout_truth_and_pred, read_predictions
 
     if not has_recipes(champion_dir):
         raise RescoreError("the champion has no inputs recipe (it was trained by an older version)")
@@ -102,7 +102,7 @@ def rescore_on_challenger_holdout(
 def needs_rescoring(challenger: Mapping[str, Any], champion: Mapping[str, Any]) -> bool:
     """Same task (target and classes) but not comparable as recorded: the gate's own
     `comparability_problem` then means other data or another hold-out, i.e. other images."""
-    from tasks.results.champion import comparability_problem
+    from tasks.results.gate import comparability_problem
 
     same_task = challenger["target"] == champion["target"] and list(challenger["class_names"]) == list(
         champion["class_names"]
@@ -117,7 +117,7 @@ def decide_on_shared_images(
     scored on (module docstring), or the refusal with why re-scoring was not possible."""
     from dataclasses import replace
 
-    from tasks.results.champion import decide_promotion
+    from tasks.results.gate import decide_promotion
 
     decision = decide_promotion(challenger, champion, settings)
     if champion is None or not settings.rescore_champion or not needs_rescoring(challenger, champion):

@@ -10,13 +10,14 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.kaggle import DEFAULT_COMPETITION
+#: The Kaggle competition whose layout and submission format the pipeline follows (docs/dataset.md).
+DEFAULT_COMPETITION = "living-thing-classification-coarse"
 
 
 class GateSettings(BaseModel):
     """How much better a challenger must be to replace the champion (TFX's "blessing")."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     min_improvement: float = Field(
         0.0,
@@ -45,9 +46,12 @@ class GateSettings(BaseModel):
 
 
 class KaggleSettings(BaseModel):
-    """The Kaggle competition: download its data first, submit the champion's file at the end."""
+    """The Kaggle competition: download its data first, submit the champion's file at the end.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    No field holds a secret: the credentials come from the environment, kaggle.json or the Secret
+    block named here (a name is not a secret), never from the parameters Prefect stores."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     download: bool = Field(
         False, description="Download the Kaggle competition into the data dir first (needs Kaggle credentials)."

@@ -1,6 +1,6 @@
 """The Kaggle submission: checked before it is published, written atomically.
 
-Format (DESIGN §2): header ``filename,<target>``, one row per test.csv row in the same order, an
+Format (docs/dataset.md): header ``filename,<target>``, one row per test.csv row in the same order, an
 integer label in info.json order, no index column. The original project wrote alphabetical
 class ids; labels here are always indices into info.json's list, never sorted names.
 """
@@ -75,7 +75,7 @@ def write_run_submission(
     documented fallback class for the target (the most frequent labelled class) when one is given.
     """
     from tasks.data.dataset import image_ok_flags, read_samples
-    from tasks.results.predictions import read_predictions, test_predictions
+    from tasks.models.predictions import read_predictions, test_predictions
 
     samples = read_samples(samples_path)
     test = samples[samples["split"] == "test"]

@@ -25,6 +25,7 @@ from tasks.data.columns import (
     int_column,
 )
 from tasks.data.dataset import OUTSIDE_PUBLIC, unsafe_filename_reason
+from tasks.logs import printable
 
 #: Derived column -> the name a message uses for it.
 FRIENDLY = {
@@ -154,7 +155,7 @@ def describe_outcome(outcome: dict[str, Any]) -> str:
     text = f"[{outcome['suite']}] {outcome['rule']}"
     if outcome["status"] == "error":
         return f"{text}: could not be checked ({outcome['error']})"
-    examples = "; ".join(outcome["examples"])
+    examples = "; ".join(printable(example) for example in outcome["examples"])  # file names from the data
     if outcome.get("unexpected_count") is not None and outcome.get("element_count") is not None:
         unit = "files" if outcome["suite"] == "images" else "rows"
         counted = f"{outcome['unexpected_count']:,} of {outcome['element_count']:,} {unit} break it"

@@ -43,7 +43,8 @@ import pandas as pd
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from tasks.cache_files import DamagedCache, describe, discard
-from tasks.io import fingerprint_text
+from tasks.confine import check_confined, make_dirs
+from tasks.io import fingerprint_text, naming_a_full_disk
 from tasks.logs import get_logger
 from tasks.validation.scan_cache import cache_companions, is_damage, lookup_cache, open_cache, store_cache
 from tasks.validation.settings import DEFAULT_MAX_PIXELS
@@ -228,7 +229,7 @@ def scan_images(
     chunk_size: int = 2000,
     batch_size: int = 16,
     progress_every_s: float = 10.0,
-) -> dict[str, Any]:
+) -> ScanSummary:
     """Scan every file of ``list_path`` (CSV: split,filename,path) into ``scan_path`` (CSV).
 
     Returns a small summary (`ScanSummary.to_dict`). Files are scanned once per unique path even
@@ -246,7 +247,7 @@ def scan_images(
     cache_path = cache_file(cache_dir, max_pixels)
     log.info("Image scan: %s files, %d %s worker(s), cache %s", f"{total_rows:,}", workers, executor, cache_path)
     scan_path = Path(scan_path)
-    scan_path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(scan_path.parent)
     job = _ScanJob(list_path, scan_path, cache_path, workers, executor, max_pixels, chunk_size, batch_size)
     try:
         counts = _scan_into(job, started, total_rows, progress_every_s)
@@ -271,7 +272,7 @@ def scan_images(
         summary.missing,
         summary.bad,
     )
-    return summary.to_dict()
+    return summary
 
 
 @dataclass(frozen=True)
@@ -298,8 +299,9 @@ def _scan_into(job: _ScanJob, started: float, total_rows: int, progress_every_s:
     connection = open_cache(job.cache_path)
     try:
         with (
+            naming_a_full_disk(job.scan_path, None, tmp_path),
             make_executor(job.executor, job.workers) as pool,
-            open(tmp_path, "w", newline="", encoding="utf-8") as out,
+            open(check_confined(tmp_path), "w", newline="", encoding="utf-8") as out,
         ):
             writer = csv.writer(out)
             writer.writerow(SCAN_COLUMNS)

@@ -7,9 +7,46 @@ samples' path and the fallback prediction from.
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 from pydantic import BaseModel, Field
+
+
+@dataclass(frozen=True)
+class CsvStage:
+    """What the CSV stage (`tasks.validation.stages.validate_csvs`) hands the image scan and the
+    report. ``suites`` are the suite summaries exactly as report.json stores them
+    (`tasks.validation.gx_results.summarise_suite`); ``list_path`` is the CSV of image files to
+    scan, written only when the CSVs passed."""
+
+    passed: bool
+    suites: list[dict[str, Any]]
+    counts: dict[str, int] = field(default_factory=dict)
+    list_path: Optional[str] = None
+    label_distribution: Optional[dict[str, Any]] = None
+    reference: Optional[str] = None
+    classes: Optional[dict[str, list[str]]] = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ImageStage:
+    """What the image stage (`tasks.validation.stages.validate_images`) found: its suite summary,
+    the quarantine list it wrote, and counts with a few examples for the report."""
+
+    suite: dict[str, Any]
+    quarantine_path: str
+    quarantined: int
+    labelled_images: int
+    flagged_test: int
+    test_images: int
+    quarantine_examples: list[str]
+    flagged_test_examples: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return int(self.suite["failed_critical"]) == 0
 
 
 class SuiteSummary(BaseModel):

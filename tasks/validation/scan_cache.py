@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 from tasks.cache_files import DamagedCache, describe
+from tasks.confine import check_confined, make_dirs
 
 _CACHE_COLUMNS = "decodes, error, format, mode, channels, width, height"
 #: Every column of the cache table, in order (checked when the cache is opened).
@@ -50,8 +51,8 @@ def open_cache(path: Path) -> sqlite3.Connection:
     Checked on the way (``PRAGMA quick_check``: milliseconds, unlike a full ``integrity_check``;
     then the table's columns): raises `DamagedCache` naming the file when it is damaged.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, timeout=60)
+    make_dirs(path.parent)
+    connection = sqlite3.connect(check_confined(path), timeout=60)
     try:
         connection.execute("PRAGMA journal_mode=WAL")
         problems = [str(row[0]) for row in connection.execute("PRAGMA quick_check")]

@@ -17,7 +17,7 @@ DEFAULT_MAX_PIXELS = 89_478_485
 class ValidationSettings(BaseModel):
     """Thresholds of data validation (a field of the full pipeline's parameters, too)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_bad_image_fraction: float = Field(
         0.01,

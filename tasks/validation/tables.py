@@ -69,7 +69,7 @@ def read_raw_csv(path: Path) -> pd.DataFrame:
 
 
 def is_known_taxonomy(classes: ClassInfo) -> bool:
-    """True when info.json lists the real dataset's names in the real order (DESIGN §2)."""
+    """True when info.json lists the real dataset's names in the real order (docs/dataset.md)."""
     return classes.coarse == COARSE_NAMES and classes.fine == FINE_NAMES
 
 
@@ -235,7 +235,7 @@ def reference_distribution(
 ) -> tuple[dict[str, dict[str, float]] | None, str, str | None]:
     """(reference shares per target, its name, a note) for the class-balance suite.
 
-    ``known``: the real dataset's distribution (DESIGN §2: coarse by family counts, fine
+    ``known``: the real dataset's distribution (docs/dataset.md: coarse by family counts, fine
     uniform), only when info.json has the known names. ``previous``: ``label_distribution`` of
     the newest run under ``runs_root`` whose validation passed with the same class names
     (run folders sort by start time); if there is none, the known distribution, with a note.

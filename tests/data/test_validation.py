@@ -500,10 +500,10 @@ def test_scan_cache_reuses_unchanged_files_only(tiny_sample: Path, tmp_path: Pat
         listing, index=False
     )
     cold = scan_images(listing, tmp_path / "scan.csv", tmp_path / "cache", workers=2)
-    assert (cold["total"], cold["scanned"], cold["cached"]) == (30, 30, 0)
+    assert (cold.total, cold.scanned, cold.cached) == (30, 30, 0)
     damage_image(files[0], "truncated")  # size and mtime change -> fingerprint changes
     warm = scan_images(listing, tmp_path / "scan.csv", tmp_path / "cache", workers=2)
-    assert (warm["scanned"], warm["cached"], warm["bad"]) == (1, 29, 1)
+    assert (warm.scanned, warm.cached, warm.bad) == (1, 29, 1)
     table = read_scan(tmp_path / "scan.csv")
     assert table["filename"].tolist() == [f.name for f in files]  # list order
     assert table.loc[0, "decodes"] is False and table.loc[1:, "decodes"].map(lambda v: v is True).all()
@@ -555,7 +555,7 @@ def test_scan_never_accepts_truncated_images_even_if_the_process_does(
     pd.DataFrame({"split": ["train"], "filename": [path.name], "path": [str(path)]}).to_csv(listing, index=False)
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     summary = scan_images(listing, tmp_path / "scan.csv", tmp_path / "cache", workers=1)
-    assert summary["executor"] == "process" and summary["bad"] == 1
+    assert summary.executor == "process" and summary.bad == 1
 
 
 # --------------------------------------------------------------------------------------------

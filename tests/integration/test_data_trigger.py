@@ -76,8 +76,8 @@ def make_champion(out: Path, data: Path) -> Path:
     """A champion folder whose drift reference is written from ``data`` as a training run writes it."""
     from tasks.data.dataset import data_fingerprint, load_samples
     from tasks.data.splitting import assign_roles
-    from tasks.drift.reference import write_drift_reference
     from tasks.io import atomic_write_json
+    from tasks.models.drift_reference import write_drift_reference
     from tasks.models.embeddings import compute_embeddings
 
     output = OutputDir(out)

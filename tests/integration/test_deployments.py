@@ -141,12 +141,28 @@ def test_prefect_yaml_entrypoints_load_real_flows() -> None:
         "daily-validate": validate.name,
         "predict": predict_flow.name,
     }
+    seen = []
     for deployment in load_prefect_yaml()["deployments"]:
+        base = deployment["name"].removesuffix(POOL_SUFFIX)
         loaded = load_flow_from_entrypoint(deployment["entrypoint"], use_placeholder_flow=False)
-        assert loaded.name == expected[deployment["name"].removesuffix(POOL_SUFFIX)]
-        # The default parameters validate against the flow's parameter model.
+        assert loaded.name == expected[base]
+        # The declared parameters validate against the flow's parameter model and mean what they say.
+        given = deployment["parameters"]["params"]
         if loaded.name == predict_flow.name:  # its images have no default: the user names them
-            PredictParams(images=Path("images"), **deployment["parameters"]["params"])
-            continue
-        model = PipelineParams if loaded.name == full_pipeline.name else ValidateParams
-        model(**deployment["parameters"]["params"])
+            validated = PredictParams(images=Path("images"), **given).model_dump(mode="json")
+        else:
+            model = PipelineParams if loaded.name == full_pipeline.name else ValidateParams
+            validated = model(**given).model_dump(mode="json")
+        assert_declared(given, validated, base)
+        seen.append(base)
+    assert sorted(seen) == sorted(expected)  # every deployment is declared, none twice
+
+
+def assert_declared(given: Any, validated: Any, where: str) -> None:
+    """Every value a deployment declares is the value its flow's parameter model keeps."""
+    if isinstance(given, dict):
+        for key, value in given.items():
+            assert key in validated, f"{where}: {key}"
+            assert_declared(value, validated[key], f"{where}.{key}")
+    else:
+        assert str(given) == str(validated), f"{where}: {given!r} became {validated!r}"

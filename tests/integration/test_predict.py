@@ -16,11 +16,11 @@ from tasks.data.dataset import image_ok_flags
 from tasks.data.settings import DataSettings
 from tasks.data.splitting import read_table
 from tasks.layout import OutputDir, RunFolder
-from tasks.results.predictions import read_predictions
+from tasks.models.predictions import read_predictions
 
 
 def publish_fine_tuned(name: str, stage1_score: float, stage2_rows: list[dict[str, float]]) -> dict[str, Any]:
-    """Stand-in for `tasks.models.transfer.stage2_decision`: the fine-tuned model is always published,
+    """Stand-in for `tasks.models.transfer.stage2.stage2_decision`: the fine-tuned model is always published,
     so the module's run has a model of every input kind (one epoch at 32 px rarely beats stage 1)."""
     return {"published": f"{name}_finetuned", "reason": "published for the test"}
 
@@ -31,8 +31,8 @@ def trained(prefect_server: None, tiny_sample_master: Path, tmp_path_factory: py
     from flows.full import full_pipeline
     from flows.params import PipelineParams
     from tasks.data.settings import SplitSettings
-    from tasks.models import transfer
     from tasks.models.settings import BaselineSettings, TransferSettings
+    from tasks.models.transfer import train as transfer_train
 
     root = tmp_path_factory.mktemp("predict")
     data = Path(shutil.copytree(tiny_sample_master, root / "data"))
@@ -44,7 +44,7 @@ def trained(prefect_server: None, tiny_sample_master: Path, tmp_path_factory: py
     )
     started = time.monotonic()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(transfer, "stage2_decision", publish_fine_tuned)
+        patch.setattr(transfer_train, "stage2_decision", publish_fine_tuned)
         summary = full_pipeline(params)
     print(f"training the module's champion took {time.monotonic() - started:.1f} s")
     assert summary["champion_decision"]["promote"] is True
@@ -96,7 +96,7 @@ def test_predict_flow_reproduces_the_champion_runs_test_predictions(trained: dic
 
 @pytest.mark.slow
 def test_every_saved_model_reproduces_its_recorded_predictions(trained: dict[str, Any]) -> None:
-    from tasks.predict.inference import load_published, model_inputs, run_model
+    from tasks.models.inference import load_published, model_inputs, run_model
 
     metrics = json.loads(RunFolder(trained["run"]).metrics.read_text())
     assert set(metrics["models"]) == {
@@ -165,8 +165,9 @@ def copy_run(trained: dict[str, Any], name: str) -> Path:
 
 @pytest.mark.slow
 def test_a_damaged_model_file_is_refused_by_the_gate(trained: dict[str, Any]) -> None:
-    from tasks.results.champion import GateSettings, promote_run
+    from tasks.results.champion import promote_run
     from tasks.results.registry import read_registry
+    from tasks.results.settings import GateSettings
 
     output = OutputDir(trained["output"])
     before = {
@@ -196,7 +197,7 @@ def test_the_check_catches_a_model_that_does_not_load_or_predicts_differently(
 ) -> None:
     import zipfile
 
-    from tasks.predict.export_check import ExportCheckFailed, check_exported_model, check_rows, main
+    from tasks.results.export_check import ExportCheckFailed, check_exported_model, check_rows, main
 
     candidate = copy_run(trained, "20990101-000000-tampered")
     model = "pixels_random_forest"  # no TensorFlow in the child: cheap
@@ -271,3 +272,52 @@ def test_a_retrain_on_changed_data_is_judged_on_images_both_models_can_be_scored
         describe_run(run.root), champion_before, GateSettings(rescore_champion=False), OutputDir(output).champion.root
     )
     assert not refused.promote and "not compared" in refused.reason
+
+
+@pytest.mark.parametrize("damage", ["model-deleted", "registry-garbled"])
+def test_a_champion_broken_after_the_check_ends_the_flow_with_one_message(
+    prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """The check before any work passed, then the champion broke (the snapshot under the lock finds
+    it): the flow ends Failed with the one sentence naming champion/ or the registry line; only the
+    take-model task's own failure carries a traceback, not the flow's too (it was four, with the
+    snapshot copy's path)."""
+    import logging
+
+    from flows.predict import PredictParams, predict
+    from tasks.predict import source
+    from tasks.predict.source import PredictionError
+    from tasks.results.champion import promote_run
+    from tests.helpers import BEST, write_fake_run
+
+    output = tmp_path / "out"
+    assert promote_run(write_fake_run(output / "runs" / "run-1", tmp_path / "data", images=False), output).promote
+    images = tmp_path / "photos"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(b"\xff\xd8\xff")
+    champion = OutputDir(output).champion
+    monkeypatch.setattr(source, "check_champion", lambda output_dir: None)  # it broke after the check
+    if damage == "model-deleted":
+        (champion.models / f"{BEST}.keras").unlink()
+        expected = f"the champion in {champion.root} cannot predict: models/{BEST}.keras missing"
+    else:
+        registry = OutputDir(output).registry
+        registry.write_text("{garbled\n" + registry.read_text(), encoding="utf-8")
+        expected = f"{registry} line 1 is not JSON"
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("prefect").addHandler(handler)
+    try:
+        state = predict(PredictParams(images=images, data=DataSettings(output_dir=output)), return_state=True)
+    finally:
+        logging.getLogger("prefect").removeHandler(handler)
+    assert state.is_failed() and expected in str(state.message)
+    with pytest.raises(PredictionError, match="champion|registry"):
+        state.result()
+    tracebacks = [r for r in records if r.exc_info]
+    assert len(tracebacks) == 1, [r.getMessage() for r in tracebacks]
+    assert tracebacks[0].name == "prefect.task_runs" and getattr(tracebacks[0], "task_run_name", "").startswith(
+        "take-model"
+    )

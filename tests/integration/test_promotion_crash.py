@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from tasks.layout import OutputDir, RunFolder
-from tasks.results.champion import GateSettings, promote_run
+from tasks.results.champion import promote_run
 from tasks.results.promotion import reconcile_champion
 from tasks.results.registry import read_registry
+from tasks.results.settings import GateSettings
 from tests.helpers import REPO, write_fake_run
 
 KILLS = 80

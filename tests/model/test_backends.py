@@ -1,5 +1,5 @@
 """Backend-aware model code: precision and jit choices, the same features from both input paths,
-and the whole model path working with TensorFlow unimportable (the GPU machine's case, DESIGN §8)."""
+and the whole model path working with TensorFlow unimportable (the GPU machine's case, docs/measurements.md)."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ from tasks.data.splitting import ROLE_TRAIN, read_table, split_dataset
 from tasks.models import baselines
 from tasks.models.baselines import fit_baseline, load_feature_matrix, train_baseline
 from tasks.models.embeddings import EmbeddingSpec, write_recipe
+from tasks.models.predictions import scored_rows
 from tasks.models.settings import BaselineSettings, TransferSettings
-from tasks.results.predictions import scored_rows
 
 
 @pytest.fixture()

@@ -234,7 +234,7 @@ def tiny_model() -> keras.Model:
 def write_checkpoint(folder: Path, finished: bool = False) -> keras.Model:
     """Two epochs of a tiny model, checkpointed the way `EpochCheckpoint` does; returns the model."""
     from tasks.models.checkpoints import write_state
-    from tasks.models.transfer import MacroF1EarlyStopping
+    from tasks.models.training import MacroF1EarlyStopping
 
     model = tiny_model()
     x, y = np.random.default_rng(0).normal(size=(16, 4)).astype("float32"), np.arange(16) % 3
@@ -285,7 +285,7 @@ def test_damaged_checkpoint_is_deleted_and_the_model_left_untouched(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     from tasks.models.checkpoints import resume_state
-    from tasks.models.transfer import MacroF1EarlyStopping
+    from tasks.models.training import MacroF1EarlyStopping
 
     folder = tmp_path / "checkpoints" / "key"
     write_checkpoint(folder)
@@ -305,7 +305,7 @@ def test_damaged_checkpoint_is_deleted_and_the_model_left_untouched(
 
 def test_sound_checkpoint_resumes_with_weights_and_optimizer_moments(tmp_path: Path) -> None:
     from tasks.models.checkpoints import resume_state
-    from tasks.models.transfer import MacroF1EarlyStopping
+    from tasks.models.training import MacroF1EarlyStopping
 
     folder = tmp_path / "checkpoints" / "key"
     trained = write_checkpoint(folder)
@@ -325,7 +325,7 @@ def test_sealed_checkpoint_that_keras_cannot_load_restores_the_model_and_its_opt
     """Weights of another architecture pass the seal but fail to load, possibly half-way: the
     model and its optimizer go back to exactly what they were, and stage 2 starts over."""
     from tasks.models.checkpoints import resume_state
-    from tasks.models.transfer import MacroF1EarlyStopping
+    from tasks.models.training import MacroF1EarlyStopping
 
     folder = tmp_path / "checkpoints" / "key"
     write_checkpoint(folder)
@@ -352,7 +352,7 @@ STAGE2 = dict(SMALL, stage1_epochs=1, stage2_epochs=2, stage2_patience=100, unfr
 @pytest.fixture(scope="module")
 def stage2_cold(tiny_sample_master: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One cold transfer step (both stages to the end), shared by the damage cases."""
-    from tasks.models.transfer import train_transfer
+    from tasks.models.transfer.train import train_transfer
 
     base = tmp_path_factory.mktemp("stage2")
     table = small_table(tiny_sample_master, base, per_role=None)
@@ -380,7 +380,7 @@ def test_transfer_step_with_a_damaged_checkpoint_trains_stage2_again(
     stage2_cold: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str, file: str
 ) -> None:
     """The old code crashed on a garbled state file and reused garbled weights silently."""
-    from tasks.models.transfer import train_transfer
+    from tasks.models.transfer.train import train_transfer
 
     cache = tmp_path / "cache"
     shutil.copytree(stage2_cold["base"] / "cache", cache)

@@ -1,6 +1,6 @@
 """`benchmarks/gpu_check.py` runs the model stages on Keras 3 over JAX with TensorFlow made unimportable.
 
-This is the CPU rehearsal of the GPU check (DESIGN §8): it proves the input path, the backbone,
+This is the CPU rehearsal of the GPU check (docs/measurements.md): it proves the input path, the backbone,
 both training stages and prediction need no TensorFlow when the backend is JAX. Converted Lite0
 weights and JAX's compiled programs are kept in pytest's cache folder, so only the first run of
 this test pays for the weight conversion and the XLA compilations.

@@ -11,7 +11,7 @@ from sklearn.metrics import f1_score
 from tasks.models.baselines import fit_logistic_regression
 from tasks.models.probe import fit_probe, load_into_head
 from tasks.models.training import SmoothedSparseCrossentropy, build_head, compile_for_training
-from tasks.models.transfer import stage2_decision
+from tasks.models.transfer.stage2 import stage2_decision
 
 
 def hard_features(n: int, seed: int, n_classes: int = 6, width: int = 48) -> tuple[np.ndarray, np.ndarray]:

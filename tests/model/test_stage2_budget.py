@@ -16,7 +16,7 @@ from tasks.data.splitting import read_table, split_dataset
 from tasks.layout import RunFolder
 from tasks.models.settings import TransferSettings
 from tasks.models.sizing import CPU_STAGE2_IMAGES, cpu_hours, stage2_budget
-from tasks.models.transfer import stratified_draw
+from tasks.models.transfer.rows import stratified_draw
 
 SPLIT = SplitSettings(target="coarse", seed=5)
 
@@ -74,8 +74,9 @@ def test_cpu_estimate_counts_the_budgeted_images_only() -> None:
 def test_fine_tuning_trains_on_the_draw_and_records_its_budget(
     tiny_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks.models import transfer
     from tasks.models.embeddings import EmbeddingSpec, compute_embeddings
+    from tasks.models.transfer import rows as transfer_rows
+    from tasks.models.transfer import stage2, train
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -89,19 +90,19 @@ def test_fine_tuning_trains_on_the_draw_and_records_its_budget(
         stage2_max_images=40,
     )
     trained: list[np.ndarray] = []
-    build = transfer.image_dataset_for
+    build = stage2.image_dataset_for
 
     def recording(table: Any, rows: np.ndarray, target: str | None, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("shuffle"):
             trained.append(np.asarray(rows))
         return build(table, rows, target, *args, **kwargs)
 
-    monkeypatch.setattr(transfer, "image_dataset_for", recording)
+    monkeypatch.setattr(stage2, "image_dataset_for", recording)
     embeddings = compute_embeddings(table_path, EmbeddingSpec.of(settings, SPLIT.seed), tmp_path / "cache")
-    transfer.train_transfer(table_path, embeddings, settings, SPLIT, 8, tmp_path / "out", tmp_path / "cache")
+    train.train_transfer(table_path, embeddings, settings, SPLIT, 8, tmp_path / "out", tmp_path / "cache")
 
     table = read_table(table_path)
-    plan = transfer.plan_training_rows(table, 8, settings, SPLIT)
+    plan = transfer_rows.plan_training_rows(table, 8, settings, SPLIT)
     assert len(plan.fit) > 40  # the budget binds on this sample
     (rows,) = trained
     assert len(rows) == 40 and set(rows) <= set(plan.fit)

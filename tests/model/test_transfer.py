@@ -49,7 +49,7 @@ def pixel_hashes(paths: list[str]) -> dict[str, str]:
 def test_holdout_never_sees_a_training_image_or_an_augmented_copy(
     run_table: Path, tiny_sample: Path, tmp_path: Path
 ) -> None:
-    from tasks.models.transfer import plan_training_rows
+    from tasks.models.transfer.rows import plan_training_rows
 
     files_before = sorted(p for p in tmp_path.rglob("*") if p.suffix.lower() in {".jpg", ".png"})
     table = read_table(run_table)
@@ -78,7 +78,7 @@ def test_holdout_never_sees_a_training_image_or_an_augmented_copy(
 def test_head_outputs_probabilities_and_original_head_shape() -> None:
     import keras
 
-    from tasks.models.transfer import build_head
+    from tasks.models.training import build_head
 
     head = build_head((1280,), 8, "gap", 0.2, 512)
     probs = np.asarray(head(np.random.default_rng(0).normal(size=(4, 1280)).astype("float32")))
@@ -94,7 +94,7 @@ TRAIN_SCRIPT = """
 import json, logging, sys
 logging.basicConfig(level=logging.INFO)
 from pathlib import Path
-from tasks.models.transfer import train_transfer
+from tasks.models.transfer.train import train_transfer
 from tasks.data.settings import SplitSettings
 from tasks.models.settings import TransferSettings
 args = json.loads(sys.argv[1])

@@ -140,12 +140,12 @@ def assert_rebuilt_like_a_cold_scan(
 ) -> None:
     with caplog.at_level(logging.WARNING):
         warm, rows = scan(listing, tmp_path, "warm")
-    assert (warm["scanned"], warm["cached"]) == (30, 0)  # every file opened again
+    assert (warm.scanned, warm.cached) == (30, 0)  # every file opened again
     pd.testing.assert_frame_equal(rows, cold)
     assert len(damage_warnings(caplog.records, cache)) == 1, caplog.text
     assert not [p for p in cache.parent.iterdir() if p.name.endswith(".partial")]
     third, rows = scan(listing, tmp_path, "third")
-    assert third["cached"] == 30  # the rebuilt cache serves the next scan
+    assert third.cached == 30  # the rebuilt cache serves the next scan
     pd.testing.assert_frame_equal(rows.drop(columns="cached"), cold.drop(columns="cached"))
 
 
@@ -154,7 +154,7 @@ def test_damaged_scan_cache_is_deleted_and_the_scan_rebuilt(
     listing: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
 ) -> None:
     summary, cold = scan(listing, tmp_path, "cold")
-    cache = Path(summary["cache_path"])
+    cache = Path(summary.cache_path)
     damage_file(cache, how)
     assert_rebuilt_like_a_cold_scan(listing, tmp_path, caplog, cold, cache)
 
@@ -163,7 +163,7 @@ def test_scan_cache_with_another_schema_is_rebuilt(
     listing: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     summary, cold = scan(listing, tmp_path, "cold")
-    cache = Path(summary["cache_path"])
+    cache = Path(summary.cache_path)
     cache.unlink()
     with sqlite3.connect(cache) as connection:
         connection.execute("CREATE TABLE scans (path TEXT PRIMARY KEY, size INTEGER, verdict TEXT)")
@@ -186,7 +186,7 @@ def test_database_error_during_the_scan_is_damage(
         return real_lookup(connection, keys)
 
     monkeypatch.setattr(image_scan, "lookup_cache", malformed_once)
-    assert_rebuilt_like_a_cold_scan(listing, tmp_path, caplog, cold, Path(summary["cache_path"]))
+    assert_rebuilt_like_a_cold_scan(listing, tmp_path, caplog, cold, Path(summary.cache_path))
 
 
 def test_busy_database_is_not_mistaken_for_damage(
@@ -194,7 +194,7 @@ def test_busy_database_is_not_mistaken_for_damage(
 ) -> None:
     """A guard (it passes on the old code too): a locked cache is reported, never deleted."""
     summary, _ = scan(listing, tmp_path, "cold")
-    cache = Path(summary["cache_path"])
+    cache = Path(summary.cache_path)
 
     def busy(connection: sqlite3.Connection, keys: list) -> dict:
         error = sqlite3.OperationalError("database is locked")

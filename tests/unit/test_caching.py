@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,11 +22,7 @@ from flows.caching import (
     import_closure,
     step_dir,
 )
-from flows.validate import validate_dataset
-from flows.validation_reuse import remember_validation, reuse_validation, validation_key
 from tasks.layout import OutputDir
-from tasks.validation.report import ValidationReport
-from tasks.validation.settings import ValidationSettings
 
 
 def test_keys_follow_file_contents_not_paths(tmp_path: Path) -> None:
@@ -71,7 +66,7 @@ def _hops(root: Path, start: str, goal: str) -> int:
 
 def test_key_covers_the_whole_import_closure(tmp_path: Path) -> None:
     root = _copy_project(tmp_path)
-    closure = import_closure("tasks.models.transfer", root)
+    closure = import_closure("tasks.models.transfer.train", root)
     # Modules a hand list of "the modules that do the work" missed: the split table reader, the
     # backbone-feature loader (imported lazily, inside functions), the file helpers, and the
     # parent packages that importing any of them runs.
@@ -80,18 +75,18 @@ def test_key_covers_the_whole_import_closure(tmp_path: Path) -> None:
 
     # A module reached only through other modules (transfer -> backbones -> lite0 -> torch_pickle).
     deep = "tasks.models.torch_pickle"
-    assert _hops(root, "tasks.models.transfer", deep) >= 2
-    before = closure_fingerprint("tasks.models.transfer", root)
+    assert _hops(root, "tasks.models.transfer.train", deep) >= 2
+    before = closure_fingerprint("tasks.models.transfer.train", root)
     path = closure[deep]
     path.write_text(path.read_text() + "\n# a change two imports away\n")
-    assert closure_fingerprint("tasks.models.transfer", root) != before
+    assert closure_fingerprint("tasks.models.transfer.train", root) != before
 
     # A module outside the closure does not move the key.
     outside = "tasks.kaggle"
     assert outside not in closure
-    before = closure_fingerprint("tasks.models.transfer", root)
+    before = closure_fingerprint("tasks.models.transfer.train", root)
     (root / "tasks" / "kaggle.py").write_text((root / "tasks" / "kaggle.py").read_text() + "\n# unrelated\n")
-    assert closure_fingerprint("tasks.models.transfer", root) == before
+    assert closure_fingerprint("tasks.models.transfer.train", root) == before
 
 
 def test_closure_follows_every_kind_of_import(tmp_path: Path) -> None:
@@ -184,38 +179,12 @@ def test_code_fingerprint_of_a_callable_is_its_modules_closure() -> None:
     assert (
         code_fingerprint(transfer_task.fn)
         == code_fingerprint("flows.steps")
-        != code_fingerprint("tasks.models.transfer")
+        != code_fingerprint("tasks.models.transfer.train")
     )
     assert (
         isinstance(transfer_task.cache_policy, FingerprintPolicy)
-        and transfer_task.cache_policy.code == "tasks.models.transfer"
+        and transfer_task.cache_policy.code == "tasks.models.transfer.train"
     )
-
-
-def test_validation_is_reused_only_for_identical_data(tiny_sample: Path, tmp_path: Path, prefect_server: None) -> None:
-    settings = ValidationSettings()
-    cache = tmp_path / "cache"
-    first_run = OutputDir(tmp_path / "out").new_run().root
-    key = validation_key(tiny_sample, settings)
-    report = validate_dataset(tiny_sample, first_run, settings, OutputDir(tmp_path).image_scan_cache)
-    remember_validation(report, cache, key)
-
-    second_run = OutputDir(tmp_path / "out").new_run().root
-    reused = reuse_validation(cache, validation_key(tiny_sample, settings), second_run, ValidationReport)
-    assert isinstance(reused, ValidationReport) and reused.passed
-    assert reused.samples_path == str(second_run / "validation" / "samples.csv")
-    assert Path(reused.samples_path).read_bytes() == Path(str(report.samples_path)).read_bytes()
-    assert str(first_run) not in json.dumps(reused.model_dump())
-    assert Path(str(reused.docs_index)).is_file()
-
-    # Any change to what validation looks at gives another key: an image, a CSV, a setting.
-    image = next((tiny_sample / "public" / "train").iterdir())
-    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
-    assert validation_key(tiny_sample, settings) != key
-    assert validation_key(tiny_sample, settings.model_copy(update={"min_class_count": 1})) != validation_key(
-        tiny_sample, settings
-    )
-    assert validation_key(tiny_sample, settings.model_copy(update={"reference": "previous"})) is None
 
 
 def test_adopted_outputs_are_copies_except_models(tmp_path: Path) -> None:

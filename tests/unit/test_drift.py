@@ -16,23 +16,27 @@ import pytest
 
 from tasks.data.splitting import assign_roles
 from tasks.drift import check as drift_check
-from tasks.drift.reference import (
-    REFERENCE_ROWS,
-    DamagedReference,
-    read_drift_reference,
-    write_drift_reference,
-)
 from tasks.drift.rendering import drift_headline, render_drift_markdown
 from tasks.drift.statistics import embedding_drift, label_drift
 from tasks.io import atomic_write_json
 from tasks.layout import OutputDir, RunFolder
+from tasks.models.drift_reference import (
+    BACKBONE_FEATURE_WIDTHS,
+    REFERENCE_ROWS,
+    DamagedReference,
+    read_drift_reference,
+    verify_drift_reference,
+    write_drift_reference,
+)
 from tasks.models.embeddings import EmbeddingSpec
 from tasks.validation.report import ValidationReport
 from tasks.validation.settings import ValidationSettings
-from tests.helpers import build_samples
+from tests.helpers import build_samples, passed_report
 
 SPEC = EmbeddingSpec("efficientnet_lite0", "imagenet", 32, True, 0, 64, 3)
-WIDTH = 64
+WIDTH = 64  # of the statistics tests' synthetic features
+#: The width of SPEC's backbone features: a reference file must have it.
+FEATURE_WIDTH = BACKBONE_FEATURE_WIDTHS[SPEC.backbone]
 
 
 def relu_features(rng: np.random.Generator, basis: np.ndarray, rows: int, shift: float = 0.0) -> np.ndarray:
@@ -83,7 +87,9 @@ def test_label_distribution() -> None:
 # --- the reference file ----------------------------------------------------------------------
 
 
-def run_with_features(tmp_path: Path, feature_shape: tuple[int, ...] = (WIDTH,)) -> tuple[Path, Path, np.ndarray]:
+def run_with_features(
+    tmp_path: Path, feature_shape: tuple[int, ...] = (FEATURE_WIDTH,)
+) -> tuple[Path, Path, np.ndarray]:
     """A run folder's table.csv and a cached-features file of the layout tasks.models.embeddings writes."""
     run = RunFolder(tmp_path / "run")
     run.root.mkdir()
@@ -112,7 +118,7 @@ def test_reference_round_trip(tmp_path: Path) -> None:
 
 
 def test_a_feature_map_is_averaged_over_its_spatial_axes(tmp_path: Path) -> None:
-    table, embeddings, train_features = run_with_features(tmp_path, (2, 2, 8))
+    table, embeddings, train_features = run_with_features(tmp_path, (2, 2, FEATURE_WIDTH))
     reference = read_drift_reference(write_drift_reference(table, embeddings, SPEC))
     expected = train_features.astype(np.float32).mean(axis=(1, 2)).astype(np.float16)
     np.testing.assert_array_equal(reference.features, expected)
@@ -162,7 +168,75 @@ def test_a_damaged_reference_is_named_and_runs_no_code(tmp_path: Path, how: str)
     with pytest.raises(DamagedReference) as caught:
         read_drift_reference(path)
     assert str(path) in str(caught.value)
-    assert marker is None or not marker.exists()
+    if how == "pickled":  # the planted object would have left its marker had it been unpickled
+        assert marker is not None and not marker.exists()
+    else:
+        assert marker is None
+
+
+def test_the_feature_widths_are_the_backbones(tmp_path: Path) -> None:
+    """The Keras-free table the reference is checked against says what the backbones build."""
+    from tasks.models.backbones import BACKBONES
+
+    assert BACKBONE_FEATURE_WIDTHS == {name: spec.feature_dim for name, spec in BACKBONES.items()}
+
+
+@pytest.mark.parametrize(
+    ("backbone", "width", "fault"),
+    [
+        ("efficientnet_lite0", 64, "features are 64 wide, but efficientnet_lite0 features are 1280 wide"),
+        ("resnet_9000", 1280, "backbone 'resnet_9000', which is not known here"),
+    ],
+    ids=["wrong-width", "unknown-backbone"],
+)
+def test_a_reference_of_the_wrong_width_or_an_unknown_backbone_is_damaged(
+    tmp_path: Path, backbone: str, width: int, fault: str
+) -> None:
+    table, embeddings, _ = run_with_features(tmp_path)
+    path = write_drift_reference(table, embeddings, SPEC)
+    arrays = dict(np.load(path, allow_pickle=False))
+    spec = {**json.loads(str(arrays["spec"])), "backbone": backbone}
+    features = np.random.default_rng(0).random((len(arrays["features"]), width)).astype(np.float16)
+    np.savez(path, **{**arrays, "features": features, "spec": np.array(json.dumps(spec))})
+    with pytest.raises(DamagedReference) as caught:
+        read_drift_reference(path)
+    assert str(path) in str(caught.value) and fault in str(caught.value)
+
+
+def test_verify_says_whether_a_reference_may_be_copied(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    table, embeddings, _ = run_with_features(tmp_path)
+    path = write_drift_reference(table, embeddings, SPEC)
+    with caplog.at_level(logging.WARNING):
+        assert verify_drift_reference(path) is True
+        assert verify_drift_reference(tmp_path / "none.npz") is False  # no features, no reference: silent
+        assert caplog.records == []
+        path.write_bytes(path.read_bytes()[:300])  # truncated
+        assert verify_drift_reference(path) is False
+    (warning,) = caplog.records
+    assert str(path) in warning.getMessage() and "no drift reference" in warning.getMessage()
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_a_truncated_reference_is_not_promoted_with_the_champion(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damaged: bool
+) -> None:
+    """The promotion goes on (the drift check is advisory, the model is sound) without the bad file,
+    which would otherwise only be found by the next validate run; a sound one travels with it."""
+    from tasks.results.champion import promote_run
+    from tests.helpers import write_fake_run
+
+    table, embeddings, _ = run_with_features(tmp_path)
+    good = write_drift_reference(table, embeddings, SPEC)
+    output = tmp_path / "out"
+    run = RunFolder(write_fake_run(output / "runs" / "run-1", tmp_path / "data", images=False))
+    run.drift_reference.write_bytes(good.read_bytes()[: 300 if damaged else None])
+    with caplog.at_level(logging.WARNING):
+        decision = promote_run(run.root, output, data_fingerprint="data-v1")
+    assert decision.promote
+    copied = OutputDir(output).champion.drift_reference
+    assert copied.is_file() is not damaged
+    warned = [r.getMessage() for r in caplog.records if str(run.drift_reference) in r.getMessage()]
+    assert len(warned) == int(damaged)
 
 
 # --- the check -------------------------------------------------------------------------------
@@ -178,21 +252,7 @@ def validated(tmp_path: Path, run_name: str = "validation-run") -> ValidationRep
     run.validation.mkdir(parents=True)
     samples = build_samples(data).drop(columns="role").assign(image_ok=True)
     samples.to_csv(run.samples, index=False)
-    fields: dict[str, Any] = {"docs_index": None, "quarantine_path": None, "scan_path": None, "reference": "known"}
-    return ValidationReport(
-        passed=True,
-        data_dir=str(data),
-        run_dir=str(run.root),
-        report_path=str(run.validation_report),
-        samples_path=str(run.samples),
-        counts={},
-        suites=[],
-        failures=[],
-        warnings=[],
-        quarantined=0,
-        flagged_test=0,
-        **fields,
-    )
+    return passed_report(data, run.root)
 
 
 def give_champion(tmp_path: Path, fingerprint: str) -> Path:
@@ -311,3 +371,27 @@ def test_a_damaged_champion_reference_skips_the_check_with_a_warning(
     assert summary["labels"] is None and summary["embeddings"] is None and not summary["data_changed"]
     assert any(str(reference) in record.getMessage() for record in caplog.records)
     assert str(reference) in summary["notes"][0]
+
+
+def test_a_champion_model_file_that_is_gone_is_a_warning(
+    tmp_path: Path, sent: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    report = validated(tmp_path)
+    give_champion(tmp_path, fingerprint="0123456789abcdef")
+    champion = OutputDir(tmp_path / "out").champion
+    record = json.loads(champion.champion_record.read_text())
+    files = ["models/m.inputs.json", "models/m.skops"]
+    atomic_write_json(champion.champion_record, {**record, "model_files": files})
+    champion.models.mkdir()
+    champion.metrics.write_text("{}")
+    (champion.root / files[0]).write_text("{}")  # models/m.skops was deleted
+    with caplog.at_level(logging.WARNING):
+        summary = drift_check.check_drift(report, tmp_path / "out", ValidationSettings(drift_images=0))
+    assert summary["champion_missing_files"] == ["models/m.skops"]
+    [warning] = [r.getMessage() for r in caplog.records if "models/m.skops" in r.getMessage()]
+    assert str(champion.root) in warning and "predicting with it fails" in warning
+    assert warning in summary["notes"]
+
+    (champion.root / files[1]).write_bytes(b"model")
+    again = drift_check.check_drift(validated(tmp_path, "next"), tmp_path / "out", ValidationSettings(drift_images=0))
+    assert again["champion_missing_files"] == [] and not any("missing" in note for note in again["notes"])

@@ -105,3 +105,58 @@ def test_the_umask_fallback_reads_it_once_and_restores_it(monkeypatch: pytest.Mo
         assert io.file_mode() == 0o640  # cached: os.umask is not called again
     finally:
         os.umask(previous)
+
+
+def numpy_short_write(path: Path) -> None:
+    """What ``np.save`` raises on a full disk: an OSError without errno (measured on a 2 MB tmpfs)."""
+    raise OSError("1000000 requested and 262128 written")
+
+
+@pytest.mark.parametrize(
+    ("failure", "words"),
+    [
+        (numpy_short_write, "No space left"),
+        (
+            lambda _: (_ for _ in ()).throw(OSError("Not enough free space to write 20275200 bytes after offset 128")),
+            "No space left",
+        ),
+        (lambda _: (_ for _ in ()).throw(OSError(errno.EDQUOT, "Disk quota exceeded")), "Disk quota exceeded"),
+    ],
+    ids=["numpy-short-write", "numpy-fallocate", "quota"],
+)
+def test_every_way_of_saying_disk_full_is_named_and_keeps_the_earlier_file(
+    tmp_path: Path, failure: Any, words: str
+) -> None:
+    target = tmp_path / "cache" / "features.npy"
+    atomic_write_text(target, "the earlier good run's file")
+    with pytest.raises(io.DiskFullError) as error:
+        atomic_write(target, failure)
+    message = str(error.value)
+    assert words in message and str(target) in message and "MB free" in message
+    assert not is_transient(error.value)
+    assert target.read_text() == "the earlier good run's file"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["features.npy"]
+
+
+def test_a_full_disk_without_errno_is_never_retried_even_outside_our_writers() -> None:
+    assert not is_transient(OSError("Not enough free space to write 20275200 bytes after offset 128"))
+    assert is_transient(OSError("something else went wrong"))
+
+
+def test_appending_to_the_registry_or_copying_a_file_names_a_full_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.io import copy_file
+    from tasks.results.registry import append_registry
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(io.DiskFullError) as error:
+        append_registry(tmp_path, {"decision": "kept"})
+    assert_disk_full(error, tmp_path / "registry.jsonl")
+    monkeypatch.undo()
+    source = tmp_path / "metrics.json"
+    source.write_text("{}")
+    monkeypatch.setattr(io.shutil, "copy2", no_space)
+    with pytest.raises(io.DiskFullError) as error:
+        copy_file(source, tmp_path / "champion" / "metrics.json")
+    assert_disk_full(error, tmp_path / "champion" / "metrics.json")

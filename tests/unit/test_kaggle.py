@@ -101,17 +101,6 @@ def test_missing_credentials_list_the_three_ways(tmp_path: Path) -> None:
     assert "KAGGLE_USERNAME" in message and "kaggle.json" in message and "Prefect Secret block" in message
 
 
-def test_secret_block_holds_the_credentials(prefect_server: None, tmp_path: Path) -> None:
-    from prefect.blocks.system import Secret
-
-    Secret(value={"username": "block-user", "key": KEY}).save("kaggle-test-credentials", overwrite=True)
-    found = require_credentials(no_env(tmp_path), secret_block="kaggle-test-credentials")
-    assert (found.username, found.key) == ("block-user", KEY)
-    with pytest.raises(KaggleCredentialsMissing, match="could not be loaded") as error:
-        require_credentials(no_env(tmp_path), secret_block="no-such-block")
-    assert KEY not in str(error.value)
-
-
 @pytest.mark.parametrize("prefix", ["public/", "living-things/public/", "", "living-things/"])
 def test_download_unpacks_either_archive_layout(tmp_path: Path, prefix: str) -> None:
     client = FakeKaggle(prefix)
@@ -308,27 +297,6 @@ def test_client_check_never_imports_the_package(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(sys.modules, "kaggle", None)
     with pytest.raises(KaggleError, match=r'pip install -e "\.\[kaggle\]"'):
         require_client()
-
-
-def test_ui_triggered_submit_checks_the_client_at_flow_start(
-    prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from flows.params import PipelineParams
-    from tasks.data.settings import DataSettings
-    from tasks.results.settings import KaggleSettings
-
-    with_credentials(monkeypatch)
-    monkeypatch.setitem(sys.modules, "kaggle", None)
-
-    def work(*_: Any, **__: Any) -> Any:
-        raise AssertionError("the flow started work before checking the Kaggle client")
-
-    monkeypatch.setattr(flows.full, "prepare_sample_task", work)
-    out = tmp_path / "out"
-    params = PipelineParams(data=DataSettings(output_dir=out), kaggle=KaggleSettings(submit=True))
-    with pytest.raises(KaggleError, match=r'pip install -e "\.\[kaggle\]"'):
-        flows.full.full_pipeline(params)
-    assert not out.exists()
 
 
 def test_submit_is_never_retried_but_downloads_are_on_transient_errors() -> None:

@@ -64,7 +64,7 @@ def no_env_url(monkeypatch: pytest.MonkeyPatch) -> None:
 def failed_run(parameters: dict[str, Any]) -> tuple[Any, Any, Any]:
     flow = SimpleNamespace(name="living-things-full")
     flow_run = SimpleNamespace(name="brave-otter", parameters=parameters)
-    state = Failed(message="Flow run encountered an exception: ValueError: bad labels\nTraceback (most recent...)")
+    state: Any = Failed(message="Flow run encountered an exception: ValueError: bad labels\nTraceback (most recent...)")
     return flow, flow_run, state
 
 
@@ -128,17 +128,54 @@ def test_long_messages_are_cut() -> None:
     assert format_message("f", "r", "Failed", None).endswith("no message")
 
 
-@pytest.mark.slow
-def test_hook_fires_on_a_real_failed_flow(prefect_server: None, webhook: Webhook) -> None:
-    from prefect import flow
+SECRET_URL = "https://user:hunter2@hooks.example/T0/B0"
 
-    @flow(name="notify-test", on_failure=[notify_on_failure], persist_result=False)
-    def failing(notify_url: str) -> None:
-        raise RuntimeError("the disk is on fire\nsecond line")
 
-    state = failing(webhook.url, return_state=True)
-    assert state.is_failed()
-    assert len(webhook.received) == 1
-    text = webhook.received[0]["text"]
-    assert text.startswith("Prefect flow run notify-test/") and "the disk is on fire" in text
-    assert "second line" not in text
+def test_secret_parameter_is_revealed_and_a_masked_copy_counts_as_unset() -> None:
+    from pydantic import SecretStr
+
+    from flows.params import PipelineParams, RuntimeSettings
+
+    params = PipelineParams(runtime=RuntimeSettings(notify_url=SECRET_URL))
+    assert notify_url_for({"params": params}, environ={}) == SECRET_URL
+    assert notify_url_for({"notify_url": SecretStr(SECRET_URL)}, environ={}) == SECRET_URL
+    masked = {"params": {"runtime": {"notify_url": "**********"}}}  # the API's copy of the same run
+    assert notify_url_for(masked, environ={}) is None
+    assert notify_url_for(masked, environ={ENV_VAR: "https://env.example"}) == "https://env.example"
+
+
+def test_secret_block_comes_after_the_url_and_before_the_environment() -> None:
+    blocks = {"team-webhook": "https://block.example/hook"}
+    looked_up: list[str] = []
+
+    def load(name: str) -> str | None:
+        looked_up.append(name)
+        return blocks.get(name)
+
+    env = {ENV_VAR: "https://env.example"}
+    runtime = {"notify_url": "**********", "notify_secret_block": "team-webhook"}
+    assert notify_url_for({"params": {"runtime": runtime}}, env, load) == "https://block.example/hook"
+    runtime = {"notify_url": SECRET_URL, "notify_secret_block": "team-webhook"}
+    assert notify_url_for({"params": {"runtime": runtime}}, env, load) == SECRET_URL
+    assert notify_url_for({"params": {"runtime": {"notify_secret_block": "gone"}}}, env, load) == "https://env.example"
+    assert looked_up == ["team-webhook", "gone"]
+
+
+def test_a_missing_secret_block_is_a_warning_naming_it(caplog: pytest.LogCaptureFixture) -> None:
+    def broken_load(name: str, _sync: bool = True) -> Any:
+        raise ValueError(f"Unable to find block document named {name}")
+
+    import prefect.blocks.system
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prefect.blocks.system.Secret, "load", broken_load)
+        assert notify.secret_block_value("no-such-block") is None
+    assert "no-such-block" in caplog.text
+
+
+def test_hook_outside_the_run_reads_the_api_copy() -> None:
+    from flows.notify import run_parameters
+
+    flow_run = SimpleNamespace(id="not-this-context", parameters={"notify_url": "**********"})
+    assert run_parameters(flow_run) == {"notify_url": "**********"}
+    assert run_parameters(None) is None

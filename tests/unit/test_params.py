@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 import flows
 import tasks
@@ -175,3 +175,148 @@ def test_ui_form_has_sections_and_list_defaults() -> None:
     assert baselines["pixel_models"]["default"] == ["random_forest", "svm"]  # not "0 selected"
     assert baselines["embedding_models"]["default"] == ["logreg", "random_forest", "svm"]
     assert "empty" in definitions["TransferSettings"]["properties"]["image_size"]["description"]
+
+
+# Refused values: one message naming the flag, on the command line and in the model alike.
+
+
+def float_leaves() -> list[str]:
+    """Dotted names of every parameter that takes a float (alone or in a union)."""
+    from flows.cli import leaf_fields, unwrap_optional
+
+    def takes_float(annotation: Any) -> bool:
+        inner, _ = unwrap_optional(annotation)
+        return inner is float or float in getattr(inner, "__args__", ())
+
+    return [dest for dest, field in leaf_fields(PipelineParams) if takes_float(field.annotation)]
+
+
+def flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def nested(dest: str, value: Any) -> dict[str, Any]:
+    section, name = dest.split(".")
+    return {section: {name: value}}
+
+
+def refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one error line the command line prints for argv (exit code 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        parse(*argv)
+    assert exit_info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(lines) == 1
+    return lines[0]
+
+
+def test_every_float_parameter_is_found() -> None:
+    assert {"split.holdout_fraction", "split.undersample_ratio", "baselines.svm_gamma"} <= set(float_leaves())
+
+
+@pytest.mark.parametrize("word", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("dest", float_leaves())
+def test_floats_refuse_nan_and_inf(dest: str, word: str, capsys: pytest.CaptureFixture[str]) -> None:
+    line = refusal([f"{flag(dest)}={word}"], capsys)  # "=": argparse would take a bare -inf for a flag
+    assert f"{flag(dest)}/" in line and "finite number" in line and line.count("finite") == 1
+    with pytest.raises(ValidationError, match="finite number"):
+        PipelineParams(**nested(dest, float(word)))
+
+
+MISSING_WEIGHTS = "/nonexistent.h5"
+REFUSED = [
+    ("split.seed", "-1", "greater than or equal to 0"),
+    ("split.seed", str(2**32), "less than or equal to 4294967295"),
+    ("data.output_dir", "", "a path is needed"),
+    ("data.output_dir", "  ", "a path is needed"),
+    ("data.data_dir", "", "a path is needed"),
+    ("transfer.weights", MISSING_WEIGHTS, f"file {MISSING_WEIGHTS} does not exist"),
+    ("transfer.weights", "imagenet21k", "file imagenet21k does not exist"),
+    ("split.undersample_ratio", "inf", "finite number"),
+    ("split.holdout_fraction", "nan", "finite number"),
+    ("runtime.dask_address", "garbage", "garbage is not a Dask scheduler address"),
+    ("runtime.dask_address", "tcp://host", "missing port"),
+    ("runtime.dask_address", "tcp://host:99999", "port of 1 to 65535"),
+    ("runtime.dask_address", "foo://host:1", "unknown scheme foo://"),
+]
+
+
+@pytest.mark.parametrize(("dest", "text", "reason"), REFUSED)
+def test_refused_on_the_command_line(dest: str, text: str, reason: str, capsys: pytest.CaptureFixture[str]) -> None:
+    line = refusal([flag(dest), text], capsys)
+    assert f": error: {flag(dest)}/" in line and reason in line
+    flat = flag(dest.split(".")[-1])
+    assert reason in refusal([flat, text], capsys)  # the flat spelling of the same flag
+
+
+@pytest.mark.parametrize(("dest", "text", "reason"), REFUSED)
+def test_refused_by_the_model(dest: str, text: str, reason: str) -> None:
+    """What a UI-triggered or deployment run gets: the same refusal, before any work."""
+    with pytest.raises(ValidationError, match=reason.replace("+", r"\+")) as error:
+        PipelineParams.model_validate(nested(dest, text))
+    assert [tuple(e["loc"][:2]) for e in error.value.errors()] == [tuple(dest.split("."))]
+
+
+@pytest.mark.parametrize(
+    ("argv", "dest", "value"),
+    [
+        (["--seed", "0"], "split.seed", 0),
+        (["--seed", str(2**32 - 1)], "split.seed", 2**32 - 1),
+        (["--data-dir", "none"], "data.data_dir", None),
+        (["--weights", "random"], "transfer.weights", "random"),
+        (["--dask-address", "tcp://10.0.0.5:8786"], "runtime.dask_address", "tcp://10.0.0.5:8786"),
+        (["--dask-address", "10.0.0.5:8786"], "runtime.dask_address", "10.0.0.5:8786"),
+        (["--dask-address", "tls://[::1]:8786"], "runtime.dask_address", "tls://[::1]:8786"),
+        (["--dask-address", "ucx://gpu-node:13337"], "runtime.dask_address", "ucx://gpu-node:13337"),
+        (["--dask-address", "inproc://10.0.0.5/1234/1"], "runtime.dask_address", "inproc://10.0.0.5/1234/1"),
+        (["--svm-gamma", "0.5"], "baselines.svm_gamma", 0.5),
+        (["--embedding-svm-gamma", "scale"], "baselines.embedding_svm_gamma", "scale"),
+    ],
+)
+def test_valid_values_still_pass(argv: list[str], dest: str, value: Any) -> None:
+    section, name = dest.split(".")
+    assert getattr(getattr(parse(*argv), section), name) == value
+
+
+def test_an_existing_weights_file_passes(tmp_path: Path) -> None:
+    weights = tmp_path / "backbone.weights.h5"
+    weights.write_bytes(b"")
+    assert parse("--transfer.weights", str(weights)).transfer.weights == str(weights)
+
+
+@pytest.mark.parametrize(
+    ("address", "ok"),
+    [("tcp://h:8786", True), ("h:8786", True), ("tls://[::1]:8786", True), ("inproc://x/1/2", True)]
+    + [("garbage", False), ("tcp://h", False), ("foo://h:1", False), ("", False)],
+)
+def test_dask_address_without_distributed(address: str, ok: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from flows.params import dask_address_problem
+
+    monkeypatch.setitem(sys.modules, "distributed.comm.addressing", None)  # import fails: the regex judges
+    assert (dask_address_problem(address) is None) is ok
+
+
+def test_other_path_parameters_refuse_empty_strings() -> None:
+    from deployments.definitions import ServeSettings
+    from flows.predict import PredictParams
+
+    for build in (
+        lambda: ServeSettings(output_dir=""),
+        lambda: ServeSettings(data_dir=""),
+        lambda: PredictParams(images=""),
+    ):
+        with pytest.raises(ValidationError, match="a path is needed"):
+            build()
+
+
+def test_notify_url_is_a_secret_on_the_command_line() -> None:
+    from fastapi.encoders import jsonable_encoder
+
+    url = "https://user:hunter2@hooks.example/T0/B0"
+    params = parse("--runtime.notify-url", url, "--notify-secret-block", "team-webhook")
+    assert params.runtime.notify_url is not None and params.runtime.notify_url.get_secret_value() == url
+    assert params.runtime.notify_secret_block == "team-webhook"
+    for shown in (repr(params), params.model_dump_json(), str(jsonable_encoder({"params": params}))):
+        assert "hunter2" not in shown  # what Prefect stores for an in-process call (Flow.serialize_parameters)

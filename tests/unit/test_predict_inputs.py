@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tasks.layout import RunFolder
-from tasks.predict.export_check import evenly_spaced
+from tasks.models.recipe import PixelInputs, RecipeError, read_recipe, write_recipe
 from tasks.predict.inputs import InputError, list_images
-from tasks.predict.recipe import PixelInputs, RecipeError, read_recipe, write_recipe
+from tasks.results.export_check import evenly_spaced
 
 
 def touch(path: Path) -> Path:

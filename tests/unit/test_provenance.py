@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tasks.data.splitting import read_table
 from tasks.layout import RunFolder
-from tasks.results.provenance import SYNTHETIC_CAVEAT, describe_run, provenance_lines
+from tasks.results.provenance import SYNTHETIC_CAVEAT, provenance_lines, run_provenance
 from tasks.results.report import build_run_report
 from tests.helpers import write_fake_run
 
@@ -20,7 +20,7 @@ def test_report_states_source_size_settings_and_the_synthetic_caveat(tmp_path: P
         json.dumps({**history, "published": "m_head", "reason": "fine-tuning did not help"})
     )
     settings = {"target": "coarse", "seed": 7, "backbone": "efficientnet_lite0 at 224 px"}
-    record = describe_run(table, run, tmp_path / "data", True, settings)
+    record = run_provenance(table, run, tmp_path / "data", True, settings)
     counts = table["role"].value_counts()
     assert record["images"] == {role: int(counts.get(role, 0)) for role in ("train", "holdout", "test")}
     text = "\n".join(provenance_lines(record))
@@ -33,6 +33,6 @@ def test_report_states_source_size_settings_and_the_synthetic_caveat(tmp_path: P
 
 def test_a_real_data_dir_gets_no_synthetic_caveat(tmp_path: Path) -> None:
     run = RunFolder(write_fake_run(tmp_path / "run", tmp_path / "data"))
-    record = describe_run(read_table(run.table), run, tmp_path / "data", False, {"seed": 1})
+    record = run_provenance(read_table(run.table), run, tmp_path / "data", False, {"seed": 1})
     text = "\n".join(provenance_lines(record))
     assert "data directory" in text and "caveat" not in record and "real photos" not in text

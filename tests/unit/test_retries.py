@@ -6,10 +6,10 @@ import errno
 from pathlib import Path
 
 import pytest
-from prefect import flow, task
+from prefect import task
 from prefect.states import Failed
 
-from flows.retries import IO_RETRIES, TRAINING_RETRIES, is_first_attempt, is_transient, retry_on_transient
+from flows.retries import IO_RETRIES, TRAINING_RETRIES, is_transient, retry_on_transient
 from tasks.data.dataset import DatasetError
 from tasks.data.splitting import SplitError
 from tasks.io import atomic_write_text
@@ -95,32 +95,3 @@ def test_shared_settings_are_valid_task_options() -> None:
     assert io_task.retries == 3 and io_task.retry_delay_seconds == [1, 2, 4]
     train = task(lambda: None, name="train", **TRAINING_RETRIES)
     assert train.retries == 2 and train.retry_condition_fn is retry_on_transient
-
-
-@pytest.mark.slow
-def test_prefect_retries_transient_failures_only(prefect_server: None) -> None:
-    attempts: dict[str, int] = {"flaky": 0, "broken": 0}
-    first: list[bool] = []
-
-    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_on_transient, persist_result=False)
-    def flaky() -> str:
-        attempts["flaky"] += 1
-        first.append(is_first_attempt())
-        if attempts["flaky"] < 3:
-            raise ConnectionResetError("peer went away")
-        return "ok"
-
-    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_on_transient, persist_result=False)
-    def broken() -> str:
-        attempts["broken"] += 1
-        raise ValueError("bad labels")
-
-    @flow(persist_result=False)
-    def both() -> tuple[str, bool]:
-        state = broken(return_state=True)
-        return flaky(), state.is_failed()
-
-    assert both() == ("ok", True)
-    assert attempts == {"flaky": 3, "broken": 1}
-    assert first == [True, False, False]  # a retry knows it is one (to resume, not wipe, checkpoints)
-    assert is_first_attempt()  # outside any task run

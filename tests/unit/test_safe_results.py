@@ -244,27 +244,6 @@ def test_computing_the_key_vets_the_file_prefect_will_read(tmp_path: Path, warni
     assert len(warnings_seen) == 1 and key in warnings_seen[0]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("damage", ["pickle", "truncated"])
-def test_a_planted_result_is_recomputed_not_decoded(
-    damage: str, prefect_server: None, tmp_path: Path, warnings_seen: list[str]
-) -> None:
-    out, marker = tmp_path / "out", tmp_path / "marker"
-    out.mkdir()
-    first = run_tiny(out)
-    records = list(OutputDir(out).prefect_results.glob("tiny-step-*"))
-    assert len(records) == 1 and result_record_problem(records[0].read_bytes()) is None
-    assert run_tiny(out) == first and calls(out) == 1  # a warm rerun is served from the record
-
-    records[0].write_bytes(DAMAGED[damage](marker))
-    warnings_seen.clear()
-    assert run_tiny(out) == first
-    assert not marker.exists()
-    assert calls(out) == 2  # recomputed: a cache miss, not an error
-    assert [w for w in warnings_seen if str(records[0]) in w] == warnings_seen and len(warnings_seen) == 1
-    assert result_record_problem(records[0].read_bytes()) is None  # rewritten as plain JSON
-
-
 def test_a_damaged_remembered_validation_is_deleted_and_validation_runs_again(
     tmp_path: Path, warnings_seen: list[str]
 ) -> None:

@@ -15,7 +15,7 @@ files into that model's input, with the very settings training used:
 ``output_classes`` are the labels of the model's output columns (a scikit-learn model knows only
 the classes it saw). Class *names* are not recorded here: training steps are cached by the content
 of the run's table, which carries label indices, not names; the names come from the folder's
-``metrics.json`` (`tasks.predict.inference.class_names_of`). Only JSON is read back, validated by
+``metrics.json`` (`tasks.models.inference.class_names_of`). Only JSON is read back, validated by
 these pydantic models: a recipe cannot run code.
 """
 

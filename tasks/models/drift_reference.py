@@ -14,7 +14,8 @@ float16 features, about 2.5 MiB for a 1280-wide backbone) and holds exactly thes
                                     the check computes today's features the same way
 
 It is read back with ``allow_pickle=False`` and checked (names, dtypes, shapes, finite values,
-the recipe's keys and types); anything else is `DamagedReference`, naming the file.
+the recipe's keys and types, a backbone known here and features of its width,
+`BACKBONE_FEATURE_WIDTHS`); anything else is `DamagedReference`, naming the file.
 """
 
 from __future__ import annotations
@@ -32,12 +33,17 @@ from tasks.data.dataset import image_ok_flags
 from tasks.data.splitting import read_table
 from tasks.io import atomic_write
 from tasks.layout import RunFolder
+from tasks.logs import get_logger
 from tasks.models.embeddings import EmbeddingSpec, load_embeddings
 
 #: Most train rows whose features the reference keeps (the KS tests need no more).
 REFERENCE_ROWS = 1000
 #: The arrays of a reference file, and nothing else.
 REFERENCE_ARRAYS = ("features", "coarse_counts", "fine_counts", "spec")
+#: The width of each known backbone's (pooled) features, kept free of Keras like
+#: `tasks.models.settings.DEFAULT_INPUT_SIZES`: a reference is checked against it without building
+#: a model. It equals ``tasks.models.backbones.BACKBONES[name].feature_dim`` (a unit test says so).
+BACKBONE_FEATURE_WIDTHS: dict[str, int] = {"efficientnet_lite0": 1280, "efficientnetv2s": 1280, "mobilenetv2": 1280}
 
 
 class DamagedReference(Exception):
@@ -140,7 +146,42 @@ def read_drift_reference(path: Path) -> DriftReference:
         raise DamagedReference(path, "features holds non-finite values")
     if any((c < 0).any() for c in counts.values()):
         raise DamagedReference(path, "a label count is negative")
-    return DriftReference(features=features, label_counts=counts, spec=parse_spec(path, str(spec)))
+    recipe = parse_spec(path, str(spec))
+    check_width(path, recipe, features)
+    return DriftReference(features=features, label_counts=counts, spec=recipe)
+
+
+def check_width(path: Path, spec: EmbeddingSpec, features: np.ndarray) -> None:
+    """`DamagedReference` unless ``spec`` names a backbone this code knows and ``features`` have its
+    width: today's features are computed with that backbone, so any other reference could only
+    fail later, in the comparison, with a message that does not name the file."""
+    width = BACKBONE_FEATURE_WIDTHS.get(spec.backbone)
+    if width is None:
+        known = ", ".join(sorted(BACKBONE_FEATURE_WIDTHS))
+        raise DamagedReference(path, f"its spec names backbone {spec.backbone!r}, which is not known here ({known})")
+    if features.shape[1] != width:
+        raise DamagedReference(
+            path, f"features are {features.shape[1]} wide, but {spec.backbone} features are {width} wide"
+        )
+
+
+def verify_drift_reference(path: Path) -> bool:
+    """Whether ``path`` is a sound drift reference, to copy into the champion (tasks.results.champion).
+
+    False when there is none (a run without backbone features), and False with one warning naming
+    the file and the fault when it is damaged: the drift check is advisory, so a damaged reference
+    must not cost a better model its promotion; the champion goes without one, which the validate
+    flow reports as "no drift reference" (tasks.drift.check) instead of tripping over it later.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        read_drift_reference(path)
+    except DamagedReference as err:
+        get_logger().warning("%s; the champion gets no drift reference (drift checks skip labels and embeddings)", err)
+        return False
+    return True
 
 
 def backbone_features(spec: EmbeddingSpec, paths: list[str], ok: np.ndarray) -> np.ndarray:

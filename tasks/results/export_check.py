@@ -5,10 +5,10 @@ recorded hold-out predictions.
 Why a fresh process: the training process still holds the model objects, the imported custom
 objects and warm caches; a model that only loads there (a loss that is a closure, a missing file,
 a truncated ``.keras``) would be published and fail its first user. The child runs
-``python -m tasks.predict.export_check`` on the STAGED folder, with a quiet, offline environment,
+``python -m tasks.results.export_check`` on the STAGED folder, with a quiet, offline environment,
 and predicts a deterministic subset of the hold-out: up to ``GateSettings.export_check_rows``
 images, evenly spaced in the run's predictions file, through the training code path
-(`tasks.predict.inference`). The parent compares labels exactly: the same code, settings and
+(`tasks.models.inference`). The parent compares labels exactly: the same code, settings and
 batch size must give the same class. Any mismatch, load error, crash or timeout raises
 `ExportCheckFailed`, and `tasks.results.champion.promote_run` records the candidate as not
 promoted with the reason. A truncated or garbled model file is caught first, in milliseconds, by
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.layout import RunFolder
-from tasks.predict.recipe import has_recipes
+from tasks.models.recipe import has_recipes
 
 #: The repository root: the child runs there, so ``-m tasks...`` is this code, whatever the caller's cwd.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +73,7 @@ def check_rows(run_dir: Path, model: str, limit: int) -> pd.DataFrame:
     """The hold-out images the check predicts: filename, path, ok flag and the recorded ``pred``."""
     from tasks.data.dataset import image_ok_flags
     from tasks.data.splitting import ROLE_HOLDOUT, read_table
-    from tasks.results.predictions import read_predictions
+    from tasks.models.predictions import read_predictions
 
     run = RunFolder(run_dir)
     recorded = read_predictions(run.predictions_of(model))
@@ -91,7 +91,7 @@ def check_files(staging: Path, model: str) -> None:
     """What can be checked in milliseconds before a process is started: the staged recipe parses and
     names a model file that is a complete zip archive (``.keras`` and ``.skops`` both are: a truncated
     or garbled copy fails its central directory or a member's CRC)."""
-    from tasks.predict.recipe import RecipeError, read_recipe
+    from tasks.models.recipe import RecipeError, read_recipe
 
     try:
         recipe = read_recipe(staging, model)
@@ -120,7 +120,7 @@ def predict_in_fresh_process(folder: Path, model: str, rows: pd.DataFrame, timeo
         command = [
             sys.executable,
             "-m",
-            "tasks.predict.export_check",
+            "tasks.results.export_check",
             str(folder),
             model,
             str(rows_path),
@@ -177,13 +177,13 @@ def check_exported_model(run_dir: Path, staging: Path, model: str, rows: int, ti
 
 def main(argv: list[str] | None = None) -> int:
     """The child: ``FOLDER MODEL ROWS_CSV OUT_JSON``; writes ``{"pred": [...]}`` or ``{"error": ...}``."""
-    parser = argparse.ArgumentParser(prog="python -m tasks.predict.export_check", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tasks.results.export_check", description=main.__doc__)
     for name in ("folder", "model", "rows", "out"):
         parser.add_argument(name)
     args = parser.parse_args(argv)
     out = Path(args.out)
     try:
-        from tasks.predict.inference import predict_images
+        from tasks.models.inference import predict_images
 
         rows = pd.read_csv(args.rows, dtype={"path": str})
         ok = rows["ok"].astype(str).str.lower().isin(["true", "1"]).to_numpy()

@@ -9,7 +9,7 @@ recorded for the same image (the exported-model check and the tests compare them
   `tasks.models.embeddings.extract_features` with the same `EmbeddingSpec` (batch size included),
   whose float16 output is read back as float32, exactly as training stored and loaded it;
 - images: `tasks.models.images.make_image_dataset` with the recipe's size and batch size, as
-  `tasks.models.transfer.image_dataset_for` calls it for predictions.
+  `tasks.models.transfer.stage2.image_dataset_for` calls it for predictions.
 
 Probabilities: Keras models output softmax probabilities; scikit-learn models give
 ``predict_proba`` where they have one (Random Forest, the logistic-regression pipeline). An SVC
@@ -31,7 +31,7 @@ import numpy as np
 
 from tasks.layout import RunFolder
 from tasks.models.persistence import KERAS_SUFFIX, load_model
-from tasks.predict.recipe import EmbeddingInputs, ImageInputs, InputsRecipe, PixelInputs, RecipeError, read_recipe
+from tasks.models.recipe import EmbeddingInputs, ImageInputs, InputsRecipe, PixelInputs, RecipeError, read_recipe
 
 
 @dataclass(frozen=True)
