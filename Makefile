@@ -12,8 +12,9 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export MPLBACKEND ?= Agg
 export GX_ANALYTICS_ENABLED ?= false
+export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: run test test-fast lint format install clean gpu-bundle
+.PHONY: run test test-fast lint format install clean gpu-bundle mlflow-ui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,11 @@ lint: install
 format: install
 	$(BIN)/ruff format tasks flows deployments expectations tests benchmarks
 	$(BIN)/ruff check --fix tasks flows deployments expectations tests benchmarks
+
+# The MLflow UI on the embedded store every run records into (beside the Prefect UI): http://127.0.0.1:5000
+OUTPUT_DIR ?= outputs
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(OUTPUT_DIR))/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -76,6 +76,9 @@ class Row:
     min_f1: float
     max_f1: float
     mean_accuracy: float
+    #: Mean width of the per-seed 95% bootstrap intervals of hold-out macro-F1 (the hold-out's own
+    #: noise, to set against the spread over seeds); None when the runs recorded no interval.
+    mean_ci_width: float | None = None
 
 
 def is_pixel(model: str) -> bool:
@@ -99,7 +102,11 @@ def seed_record(
     """The figures of one seed's run that the summary needs (from its metrics.json and decision);
     ``published`` (from training_history.json) adds a `PUBLISHED` row with that model's scores."""
     models = {
-        name: {"macro_f1": float(m["macro_f1"]), "accuracy": float(m["accuracy"])}
+        name: {
+            "macro_f1": float(m["macro_f1"]),
+            "accuracy": float(m["accuracy"]),
+            **({"macro_f1_ci": dict(m["macro_f1_ci"])} if "macro_f1_ci" in m else {}),
+        }
         for name, m in metrics["models"].items()
     }
     if published in models:
@@ -121,10 +128,13 @@ def summarise(per_seed: Sequence[Mapping[str, Any]]) -> list[Row]:
     """Per model: mean, sample std, min, max of macro-F1 and mean accuracy; best mean first (ties: by name)."""
     f1s: dict[str, list[float]] = {}
     accuracies: dict[str, list[float]] = {}
+    widths: dict[str, list[float]] = {}
     for record in per_seed:
         for name, scores in record["models"].items():
             f1s.setdefault(name, []).append(float(scores["macro_f1"]))
             accuracies.setdefault(name, []).append(float(scores["accuracy"]))
+            if "macro_f1_ci" in scores:
+                widths.setdefault(name, []).append(scores["macro_f1_ci"]["high"] - scores["macro_f1_ci"]["low"])
     rows = [
         Row(
             model=name,
@@ -134,6 +144,7 @@ def summarise(per_seed: Sequence[Mapping[str, Any]]) -> list[Row]:
             min_f1=min(values),
             max_f1=max(values),
             mean_accuracy=statistics.fmean(accuracies[name]),
+            mean_ci_width=statistics.fmean(widths[name]) if name in widths else None,
         )
         for name, values in f1s.items()
     ]
@@ -143,13 +154,16 @@ def summarise(per_seed: Sequence[Mapping[str, Any]]) -> list[Row]:
 def format_table(rows: Sequence[Row]) -> str:
     """Fixed-width table of the summary, in the order given."""
     width = max([len("model")] + [len(r.model) for r in rows])
-    lines = [f"{'model':<{width}}  seeds  F1 mean  F1 std  F1 min  F1 max  acc mean"]
+    lines = [f"{'model':<{width}}  seeds  F1 mean  F1 std  F1 min  F1 max  acc mean  F1 CI width"]
     for r in rows:
         std = f"{r.std_f1:6.4f}" if r.std_f1 is not None else f"{'n/a':>6}"
+        ci = f"{r.mean_ci_width:11.4f}" if r.mean_ci_width is not None else f"{'n/a':>11}"
         lines.append(
             f"{r.model:<{width}}  {r.n:5d}  {r.mean_f1:7.4f}  {std}  {r.min_f1:6.4f}  {r.max_f1:6.4f}  "
-            f"{r.mean_accuracy:8.4f}"
+            f"{r.mean_accuracy:8.4f}  {ci}"
         )
+    if any(r.mean_ci_width is not None for r in rows):
+        lines.append("F1 CI width: mean width of each run's 95% bootstrap interval of hold-out macro-F1")
     return "\n".join(lines)
 
 
@@ -160,8 +174,11 @@ def format_seeds(per_seed: Sequence[Mapping[str, Any]]) -> str:
         best = record["best_model"]
         decision = record.get("champion_decision")
         verdict = "no decision" if decision is None else ("promoted" if decision.get("promote") else "kept")
+        scores = record["models"][best]
+        ci = scores.get("macro_f1_ci")
+        interval = f" [{ci['low']:.4f}, {ci['high']:.4f}]" if ci else ""
         lines.append(
-            f"seed {record['seed']}: best {best} ({record['models'][best]['macro_f1']:.4f}), "
+            f"seed {record['seed']}: best {best} ({scores['macro_f1']:.4f}{interval}), "
             f"wall {record['wall_s']:.1f} s, champion {verdict}"
         )
     return "\n".join(lines)

@@ -21,6 +21,8 @@ from deployments.definitions import (
     ServeSettings,
     data_change_trigger,
 )
+from flows.cli import fail, parse_model, quiet_environment
+from flows.slots import TRAINING_LIMIT, upsert_limit
 
 __all__ = ["DEFAULT_CRON", "DEFAULT_VALIDATE_CRON", "ServeSettings", "build_deployments", "main", "parse_settings"]
 
@@ -77,8 +79,6 @@ def check_schedules(settings: ServeSettings) -> str | None:
 
 def parse_settings(argv: list[str] | None = None) -> ServeSettings:
     """The command line (built like every entry point's, from `ServeSettings`)."""
-    from flows.cli import fail, parse_model
-
     prog = "python -m deployments.serve"
     settings = parse_model(ServeSettings, argv, description=(__doc__ or "").splitlines()[0], prog=prog)
     problem = check_schedules(settings)
@@ -90,12 +90,8 @@ def parse_settings(argv: list[str] | None = None) -> ServeSettings:
 def main(argv: list[str] | None = None) -> int:
     """Build the deployments, register them with the Prefect API, serve until interrupted."""
     settings = parse_settings(argv)
-    from flows.cli import quiet_environment
-
     quiet_environment()
     from prefect import serve
-
-    from flows.slots import TRAINING_LIMIT, upsert_limit
 
     # Shared by every training deployment (a deployment's own limit only queues its own runs).
     upsert_limit(TRAINING_LIMIT, settings.concurrency_limit)

@@ -11,6 +11,10 @@ test_csv       row of public/test.csv                           critical
 class_balance  labelled train+val row, labels as class names    warning: reported, run goes on
 images         referenced image file (the image scan's table)   warning per file; the share of
                                                                 unusable files is critical
+audit          duplicate group after the split (tasks.audit)    critical: a hash group across
+                                                                train and hold-out; warnings:
+                                                                feature groups across them,
+                                                                conflicting labels, test copies
 ============== ================================================ ==============================
 
 Derived columns (their names start with ``_``; ``tasks.data.columns`` names them) are computed
@@ -334,6 +338,42 @@ def build_image_suite(*, min_short_side: int, max_pixels: int, max_bad_fraction:
                     description=f"at most {max_bad_fraction:.2%} of test images unusable",
                 ),
                 f"at most {max_bad_fraction:.2%} of test images are unusable (they get the fallback prediction)",
+            ),
+        ],
+    )
+
+
+def build_audit_suite() -> Any:
+    """Suite ``audit`` on one row per duplicate group of a split run table (`tasks.audit.checks`).
+
+    Critical: no group of the scan's hash duplicates (which the grouped hold-out keeps on one
+    side) spans train and hold-out. Warnings: groups found only from backbone features that span
+    them (listed, acted on with ``--audit.exclude-near-duplicates``), groups whose labelled members
+    disagree, and groups that join test images with labelled ones.
+    """
+    import great_expectations.expectations as gxe
+
+    return _suite(
+        "audit",
+        [
+            _with_rule(
+                gxe.ExpectColumnValuesToBeBetween(column="hash_sides", max_value=1),
+                "no duplicate group (same bytes, or a resized, re-encoded, cropped or mirrored copy) spans train and hold-out",
+            ),
+            _with_rule(
+                gxe.ExpectColumnValuesToBeBetween(column="sides", max_value=1),
+                "no near-duplicate group found from backbone features spans train and hold-out",
+                "warning",
+            ),
+            _with_rule(
+                gxe.ExpectColumnValuesToBeBetween(column="labels", max_value=1),
+                "the labelled members of a duplicate group carry one label",
+                "warning",
+            ),
+            _with_rule(
+                gxe.ExpectColumnValuesToBeInSet(column="test_and_labelled", value_set=[False]),
+                "no test image duplicates a labelled image",
+                "warning",
             ),
         ],
     )

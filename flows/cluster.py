@@ -23,15 +23,26 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect.logging import get_run_logger
+
+from flows.caching import closure_fingerprint
+from flows.steps import feature_chunk_task
+from tasks.data.splitting import read_table
+from tasks.models.chunk_tasks import pending_chunks
+from tasks.models.embeddings import target_for
+from tasks.progress import StageProgress
 
 #: Modules whose code the workers run; a worker on another version of them would fill the
 #: flow's caches with results of other code.
 WORKER_CODE = ("tasks.models.chunk_tasks", "tasks.models.baselines")
 #: Seconds to reach the scheduler, and for each worker to answer the probe.
 CONNECT_TIMEOUT_S = 20
+
+
+if TYPE_CHECKING:
+    from tasks.models.chunk_tasks import ChunkReport  # imports Keras: only a run on a cluster pays for it
 
 
 class WorkersCannotReach(RuntimeError):
@@ -68,8 +79,6 @@ def probe_worker(api_url: str | None, readable: list[str], writable: list[str], 
     """Run on each worker: what stops it from doing this run's work (empty: nothing)."""
     import httpx
 
-    from flows.caching import closure_fingerprint
-
     problems = []
     if api_url:
         try:
@@ -99,8 +108,6 @@ def check_workers(
     worker's problems. Returns the number of workers."""
     from distributed import Client
 
-    from flows.caching import closure_fingerprint
-
     code = {module: closure_fingerprint(module) for module in WORKER_CODE}
     try:
         with Client(address, timeout=timeout_s or CONNECT_TIMEOUT_S) as client:
@@ -124,29 +131,20 @@ def check_workers(
     return len(answers)
 
 
-def spread_backbone_pass(
-    table: Path, spec: Any, cache_dir: Path, chunk_size: int, refresh: bool
-) -> list[dict[str, Any]]:
+def spread_backbone_pass(table: Path, spec: Any, cache_dir: Path, chunk_size: int, refresh: bool) -> list[ChunkReport]:
     """Submit every unfinished chunk of the backbone pass to the task runner (one task per chunk)
     and wait for them; the backbone-features step then only assembles their files. Nothing is
     submitted when that step's file already exists (and ``refresh`` is off)."""
-    from flows.steps import feature_chunk_task
-    from tasks.data.splitting import read_table
-    from tasks.models.chunk_tasks import pending_chunks
-    from tasks.models.embeddings import target_for
-
     if not refresh and target_for(read_table(table), spec, cache_dir).is_file():
         return []
     from prefect.futures import as_completed
-
-    from tasks.progress import StageProgress
 
     started = time.monotonic()
     futures = [
         feature_chunk_task.submit(table, spec, cache_dir, pass_index, chunk_index, chunk_size, refresh)
         for pass_index, chunk_index in pending_chunks(table, spec, cache_dir, chunk_size, refresh)
     ]
-    done = []
+    done: list[ChunkReport] = []
     # Chunks/s and the ETA on the console and in a progress artifact, as the workers finish them.
     with StageProgress(f"{spec.backbone} features on the cluster", total=len(futures), unit="chunk") as progress:
         for future in as_completed(futures):
@@ -157,13 +155,13 @@ def spread_backbone_pass(
     return done
 
 
-def describe_spread(done: list[dict[str, Any]], seconds: float) -> str:
+def describe_spread(done: list[ChunkReport], seconds: float) -> str:
     """One line: how many chunks and images, on which workers, reporting to which API."""
-    computed = [d for d in done if d["computed"]]
-    workers = sorted({d["worker"] for d in computed})
-    apis = sorted({str(d["api_url"]) for d in done})
+    computed = [d for d in done if d.computed]
+    workers = sorted({d.worker for d in computed})
+    apis = sorted({d.api_url for d in done})
     return (
         f"Backbone pass on the cluster: {len(computed)} of {len(done)} chunks computed "
-        f"({sum(d['rows'] for d in computed)} images) on {len(workers)} worker(s) {', '.join(workers)} "
+        f"({sum(d.rows for d in computed)} images) on {len(workers)} worker(s) {', '.join(workers)} "
         f"in {seconds:.1f} s; their task runs reported to {', '.join(apis)}"
     )

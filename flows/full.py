@@ -9,14 +9,16 @@ test predictions -> submission.csv + metrics.json, inside a new run folder under
 
 from __future__ import annotations
 
+import functools
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
 from prefect.futures import PrefectFuture
 
+from flows.audit import ValidationKeySettings, run_audit
 from flows.caching import result_storage_block, step_dir
 from flows.cli import fail, parse_model, quiet_environment
 from flows.cluster import check_workers, spread_backbone_pass, workers_api
@@ -45,6 +47,7 @@ from flows.steps import (
     transfer_task,
     validation_key_task,
 )
+from flows.tracking import finish_tracking, start_tracking
 from flows.validate import validate_dataset
 from flows.validation_reuse import remember_validation
 from flows.watchdog import start_watchdog
@@ -57,11 +60,32 @@ from tasks.logs import get_logger
 from tasks.models.embeddings import EmbeddingSpec, ensure_recipe
 from tasks.models.settings import BaselineSettings, TransferSettings
 from tasks.models.sizing import check_feature_memory, preset_warning
-from tasks.results.evaluation import format_comparison
+from tasks.results.evaluation import EvaluationSummary, format_comparison
+from tasks.results.gate import Decision
 from tasks.results.promotion import reconcile_champion
 from tasks.results.provenance import provenance_lines, run_provenance
 from tasks.validation.report import ValidationReport
-from tasks.validation.settings import ValidationSettings
+from tasks.validation.settings import AuditSettings, ValidationSettings
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run of the full pipeline returns: the evaluation's summary, where the run's files
+    are, the champion gate's decision and the run's provenance (settings, data, machine)."""
+
+    evaluation: EvaluationSummary
+    run_dir: str
+    submission_path: str
+    data_dir: str
+    data_docs: str | None
+    validation_warnings: int
+    champion_decision: Decision
+    plots: dict[str, str]
+    provenance: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON (for a deployment run's result)."""
+        return asdict(self)
 
 
 def check_inputs(params: PipelineParams) -> None:
@@ -94,7 +118,7 @@ def resolve_data_dir(params: PipelineParams) -> Path:
 
 
 @flow(name="living-things-full", log_prints=True, on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
-def full_pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
+def full_pipeline(params: PipelineParams = PipelineParams()) -> RunSummary:
     """Validate, train and evaluate every model on one hold-out, publish metrics and a submission.
 
     The stages run as a subflow so that the task runner chosen in the parameters (threads or a
@@ -120,54 +144,57 @@ def full_pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
 
 
 @flow(name="living-things-stages", log_prints=True)
-def run_stages(params: PipelineParams) -> dict[str, Any]:
+def run_stages(params: PipelineParams) -> RunSummary:
     """Every stage of the pipeline, on the task runner its parent flow picked."""
     split, output = params.split, OutputDir(params.data.output_dir)
     reconcile_champion(output.root)  # finish or undo a promotion a crash interrupted (logs what it did)
+    tracking = start_tracking(params, output.root)  # the MLflow champion alias follows champion/ (flows.tracking)
     data_dir = resolve_data_dir(params)
     run = output.new_run()
-    report = validate_or_reuse(data_dir, run.root, params.validation, output, params.runtime.refresh)
+    report = validate_or_reuse(data_dir, run.root, params.validation, output, params.runtime.refresh, params.audit)
     samples = Path(str(report.samples_path))
     n_classes = len(read_classes_json(run.classes).names(split.target))
     table = split_task(samples, run.root, split.target, split.holdout_fraction, split.seed, split.holdout_mode)
+    if params.audit.changes_training:  # it takes training rows out of the split: before any training
+        run_audit(params, table, run.root, output.cache)
     trained = train_models(params, table, n_classes, output.cache)
+    if not params.audit.changes_training:  # report only: on the features the training step cached
+        run_audit(params, table, run.root, output.cache)
     step_predictions = trained.predictions()  # waits for the baselines before their outputs are adopted
     for out in trained.step_outputs:
         adopt_task(out, run.root)
     run_predictions = {name: run.predictions / path.name for name, path in step_predictions.items()}
-    summary = evaluate_task(table, run_predictions, run.classes, split.target, run.root)
+    evaluation = evaluate_task(table, run_predictions, run.classes, split.target, run.root)
     submission = submission_task(
-        Path(summary["predictions_path"]),
+        Path(evaluation.predictions_path),
         samples,
         split.target,
-        summary["n_classes"],
+        evaluation.n_classes,
         run.root,
         fallback=report.fallback_prediction,
     )
     plots = plots_task(run.root)
     decision = gate_task(run.root, output.root, data_fingerprint(data_dir), params.gate)
     provenance = run_provenance(read_table(table), run, data_dir, params.data.data_dir is None, key_settings(params))
-    artifacts_task(
-        run.root,
-        plots,
-        {"decision": decision, "submission": submission, "data_docs": report.docs_index, "provenance": provenance},
-    )
+    extra = {"decision": decision, "submission": submission, "data_docs": report.docs_index, "provenance": provenance}
+    artifacts_task(run.root, plots, extra)
+    finish_tracking(tracking, params, run.root, decision, data_fingerprint(data_dir), plots, extra)  # never raises
     kaggle = params.kaggle
     if kaggle.submit:
         kaggle_submit_task(
             output.root, kaggle.submit_message, kaggle.competition, secret_block=kaggle.kaggle_secret_block
         )
-    return {
-        **summary,
-        "run_dir": str(run.root),
-        "submission_path": str(submission),
-        "data_dir": str(data_dir),
-        "data_docs": report.docs_index,
-        "validation_warnings": len(report.warnings),
-        "champion_decision": decision.to_dict(),
-        "plots": {k: str(v) for k, v in plots.items()},
-        "provenance": provenance,
-    }
+    return RunSummary(
+        evaluation=evaluation,
+        run_dir=str(run.root),
+        submission_path=str(submission),
+        data_dir=str(data_dir),
+        data_docs=report.docs_index,
+        validation_warnings=len(report.warnings),
+        champion_decision=decision,
+        plots={k: str(v) for k, v in plots.items()},
+        provenance=provenance,
+    )
 
 
 def key_settings(params: PipelineParams) -> dict[str, Any]:
@@ -200,75 +227,92 @@ class TrainedModels:
 def train_models(params: PipelineParams, table: Path, n_classes: int, cache_dir: Path) -> TrainedModels:
     """Pixel baselines, the backbone pass, classifiers on its features and the transfer model;
     scikit-learn fits are submitted so they overlap with the transfer model's training."""
-    split, baselines, refresh = params.split, params.baselines, params.runtime.refresh
-    cached = cached_options(cache_dir, refresh)
-    trained = TrainedModels()
-
-    def submit_baseline(kind: str, feature_name: str, features: Path, settings: BaselineSettings) -> None:
-        out = step_dir(
-            cache_dir,
-            "baseline",
-            baseline_task.fn,
-            kind=kind,
-            table=table,
-            features=features,
-            target=split.target,
-            settings=settings,
-            seed=split.seed,
-        )
-        trained.futures[f"{feature_name}_{kind}"] = baseline_task.with_options(**cached).submit(
-            kind, feature_name, table, features, out, split.target, settings, split.seed
-        )
-        trained.step_outputs.append(out)
-
-    transfer = params.transfer.resolved()
-    needs_features = transfer.enabled or bool(baselines.embedding_models)
+    trainer = Trainer(params, table, n_classes, cache_dir)
+    baselines, transfer = params.baselines, params.transfer.resolved()
     # The pixel baselines overlap with the backbone pass. Started after it instead (tried on <= 4
     # cores, where both want every core), they coincided with stage 2 and the other fits: peak RSS
     # at 10k images rose from 2.31 to 2.89 GB (benchmarks/bench_scale), so the overlap stays.
     if baselines.pixel_models:
-        # Cached results come back from plain JSON: paths as strings.
-        pixels = Path(
-            pixel_features_task.with_options(**cached)(table, baselines.pixel_size, cache_dir, refresh=refresh)
-        )
+        pixels = trainer.pixel_features()
         for kind in baselines.pixel_models:
-            submit_baseline(kind, "pixels", pixels, baselines)
-    if needs_features:
-        check_feature_budget(transfer, table)  # before the hour-long pass, not after it
-        spec = EmbeddingSpec.of(transfer, split.seed)
-        on_cluster = params.runtime.task_runner == "dask"
-        if on_cluster:  # the chunks run on the workers first; the step below assembles their files
-            spread_backbone_pass(table, spec, cache_dir, transfer.feature_chunk, refresh)
-        embeddings = Path(
-            embeddings_task.with_options(**cached)(
-                table, spec, cache_dir, refresh=refresh, chunk_size=transfer.feature_chunk, reuse_chunks=on_cluster
-            )
-        )
-        ensure_recipe(embeddings, spec)  # the step may come from the cache: its recipe may not
+            trainer.submit_baseline(kind, "pixels", pixels, baselines)
+    if transfer.enabled or baselines.embedding_models:
+        spec = EmbeddingSpec.of(transfer, params.split.seed)
+        embeddings = trainer.backbone_features(transfer, spec)
         for model in baselines.embedding_models:
-            submit_baseline(model, transfer.backbone, embeddings, baselines.on_embeddings())
+            trainer.submit_baseline(model, transfer.backbone, embeddings, baselines.on_embeddings())
         if transfer.enabled:
-            from tasks.models.devices import for_machine, survey_devices  # defers Keras to runs that train
-
-            machine = survey_devices(transfer.precision)  # resolved before the key, and part of it
-            transfer = for_machine(transfer, machine)
-            out = step_dir(
-                cache_dir,
-                "transfer",
-                TRANSFER_CODE,
-                table=table,
-                embeddings=embeddings,
-                settings=transfer,
-                split=split,
-                machine=machine,
-            )
-            trained.transfer = transfer_task.with_options(**cached)(
-                table, embeddings, transfer, split, n_classes, out, cache_dir, machine, refresh=refresh
-            )
-            trained.step_outputs.append(out)
+            trainer.train_transfer(transfer, embeddings)
         # What later data is compared with (tasks.drift); after the training steps, off their path.
         drift_reference_task(table, embeddings, spec)
-    return trained
+    return trainer.trained
+
+
+@dataclass
+class Trainer:
+    """The training stage of one run: what its steps share, and what it started (`trained`)."""
+
+    params: PipelineParams
+    table: Path
+    n_classes: int
+    cache_dir: Path
+    trained: TrainedModels = field(default_factory=TrainedModels)
+
+    @functools.cached_property
+    def cached(self) -> dict[str, Any]:
+        """Options of the cached steps (saves the result-storage block once per run)."""
+        return cached_options(self.cache_dir, self.params.runtime.refresh)
+
+    def pixel_features(self) -> Path:
+        """The cached grayscale pixel matrix (cached results come back from plain JSON: paths as strings)."""
+        size, refresh = self.params.baselines.pixel_size, self.params.runtime.refresh
+        return Path(pixel_features_task.with_options(**self.cached)(self.table, size, self.cache_dir, refresh=refresh))
+
+    def submit_baseline(self, kind: str, feature_name: str, features: Path, settings: BaselineSettings) -> None:
+        """Start one scikit-learn fit in its own step folder; it runs while the next steps do."""
+        split = self.params.split
+        inputs = {"table": self.table, "features": features, "target": split.target, "settings": settings}
+        out = step_dir(self.cache_dir, "baseline", baseline_task.fn, kind=kind, seed=split.seed, **inputs)
+        self.trained.futures[f"{feature_name}_{kind}"] = baseline_task.with_options(**self.cached).submit(
+            kind, feature_name, self.table, features, out, split.target, settings, split.seed
+        )
+        self.trained.step_outputs.append(out)
+
+    def backbone_features(self, transfer: TransferSettings, spec: EmbeddingSpec) -> Path:
+        """The backbone pass (spread over a Dask cluster's workers first, when there is one)."""
+        refresh, chunk = self.params.runtime.refresh, transfer.feature_chunk
+        check_feature_budget(transfer, self.table)  # before the hour-long pass, not after it
+        on_cluster = self.params.runtime.task_runner == "dask"
+        if on_cluster:  # the chunks run on the workers first; the step below assembles their files
+            spread_backbone_pass(self.table, spec, self.cache_dir, chunk, refresh)
+        step = embeddings_task.with_options(**self.cached)
+        embeddings = Path(
+            step(self.table, spec, self.cache_dir, refresh=refresh, chunk_size=chunk, reuse_chunks=on_cluster)
+        )
+        ensure_recipe(embeddings, spec)  # the step may come from the cache: its recipe may not
+        return embeddings
+
+    def train_transfer(self, transfer: TransferSettings, embeddings: Path) -> None:
+        """The transfer model, its settings resolved for this machine before the key is computed."""
+        from tasks.models.devices import for_machine, survey_devices  # defers Keras to runs that train
+
+        split = self.params.split
+        machine = survey_devices(transfer.precision)  # resolved before the key, and part of it
+        transfer = for_machine(transfer, machine)
+        inputs = {"table": self.table, "embeddings": embeddings, "settings": transfer, "split": split}
+        out = step_dir(self.cache_dir, "transfer", TRANSFER_CODE, machine=machine, **inputs)
+        self.trained.transfer = transfer_task.with_options(**self.cached)(
+            self.table,
+            embeddings,
+            transfer,
+            split,
+            self.n_classes,
+            out,
+            self.cache_dir,
+            machine,
+            refresh=self.params.runtime.refresh,
+        )
+        self.trained.step_outputs.append(out)
 
 
 def check_feature_budget(transfer: TransferSettings, table: Path) -> None:
@@ -283,13 +327,18 @@ def check_feature_budget(transfer: TransferSettings, table: Path) -> None:
 
 
 def validate_or_reuse(
-    data_dir: Path, run_dir: Path, settings: ValidationSettings, output: OutputDir, refresh: bool
+    data_dir: Path,
+    run_dir: Path,
+    settings: ValidationSettings,
+    output: OutputDir,
+    refresh: bool,
+    audit: AuditSettings = AuditSettings(),
 ) -> ValidationReport:
     """Validation, the first stage: reused when nothing it looks at changed, else run in full."""
-    key = validation_key_task(data_dir, settings)
+    key = validation_key_task(data_dir, ValidationKeySettings(validation=settings, audit=audit))
     report = None if refresh else reuse_validation_task(output.cache, key, run_dir, data_dir)
     if report is None:
-        report = validate_dataset(data_dir, run_dir, settings, output.image_scan_cache)
+        report = validate_dataset(data_dir, run_dir, settings, output.image_scan_cache, audit)
         remember_validation(report, output.cache, key)
     return report
 
@@ -299,23 +348,23 @@ def cached_options(cache_dir: Path, refresh: bool) -> dict[str, Any]:
     return {"result_storage": result_storage_block(cache_dir), "refresh_cache": refresh}
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def format_summary(summary: RunSummary) -> str:
     """The closing lines: the model table, then where everything is and the headline number."""
+    evaluation, decision = summary.evaluation, summary.champion_decision
     return "\n".join(
         [
-            format_comparison(summary["comparison"]),
+            format_comparison(evaluation.comparison),
             "",
-            *provenance_lines(summary["provenance"]),
+            *provenance_lines(summary.provenance),
             "",
-            f"Run folder:  {summary['run_dir']}",
-            f"Metrics:     {summary['metrics_path']}",
-            f"Submission:  {summary['submission_path']}",
-            f"Data Docs:   {summary['data_docs']}",
-            f"Plots:       {RunFolder(summary['run_dir']).plots}",
-            f"Champion:    {'promoted' if summary['champion_decision']['promote'] else 'kept'}: "
-            f"{summary['champion_decision']['reason']}",
-            f"Hold-out macro-F1 of the best model ({summary['best_model']}): {summary['best_macro_f1']:.3f} "
-            f"(majority-class reference: {summary['majority_macro_f1']:.3f})",
+            f"Run folder:  {summary.run_dir}",
+            f"Metrics:     {evaluation.metrics_path}",
+            f"Submission:  {summary.submission_path}",
+            f"Data Docs:   {summary.data_docs}",
+            f"Plots:       {RunFolder(Path(summary.run_dir)).plots}",
+            f"Champion:    {'promoted' if decision.promote else 'kept'}: {decision.reason}",
+            f"Hold-out macro-F1 of the best model ({evaluation.best_model}): {evaluation.best_macro_f1:.3f} "
+            f"(majority-class reference: {evaluation.majority_macro_f1:.3f})",
         ]
     )
 

@@ -17,7 +17,8 @@ from pydantic_core import PydanticCustomError
 from tasks.data.settings import DataSettings, SplitSettings
 from tasks.models.settings import BaselineSettings, TransferSettings
 from tasks.results.settings import GateSettings, KaggleSettings
-from tasks.validation.settings import ValidationSettings
+from tasks.tracking.settings import TrackingSettings
+from tasks.validation.settings import AuditSettings, ValidationSettings
 
 #: Dask's address forms without distributed installed: ``[scheme://]host:port`` or ``inproc://...``.
 DASK_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ucx|ws|wss)://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d{1,5}$|^inproc://\S+$")
@@ -104,6 +105,9 @@ class PipelineParams(BaseModel):
     validation: ValidationSettings = Field(
         ValidationSettings(), description="Data validation thresholds (Great Expectations suites)."
     )
+    audit: AuditSettings = Field(
+        AuditSettings(), description="The data audit: duplicates and leakage, image issues, label-issue candidates."
+    )
     baselines: BaselineSettings = Field(
         BaselineSettings(), description="scikit-learn models on pixels and on backbone features."
     )
@@ -111,6 +115,9 @@ class PipelineParams(BaseModel):
     gate: GateSettings = Field(GateSettings(), description="When a run's best model replaces the champion.")
     kaggle: KaggleSettings = Field(KaggleSettings(), description="Kaggle download and submission.")
     runtime: RuntimeSettings = Field(RuntimeSettings(), description="Caching, task runner, notifications.")
+    tracking: TrackingSettings = Field(
+        TrackingSettings(), description="MLflow: parameters, metrics, models and the champion alias of every run."
+    )
 
 
 #: Flags of the flat command line before the parameters had sections, where the flat name of

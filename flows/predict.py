@@ -1,6 +1,6 @@
 """Classify new images with the champion (or a run's best model): `python -m flows.predict`.
 
-    python -m flows.predict --images DIR_OR_CSV [--model champion|RUN_ID] [--output-dir outputs]
+    python -m flows.predict --images DIR_OR_CSV [--model champion|RUN_ID|models:/NAME@ALIAS] [--output-dir outputs]
 
 (``--output-dir`` is ``--data.output-dir``: the data section every flow shares.)
 
@@ -23,8 +23,8 @@ champion lock (`tasks.predict.source`), so a promotion swapping it meanwhile is 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,6 +38,7 @@ from tasks.data.settings import DataSettings
 from tasks.layout import OutputDir
 from tasks.logs import printable
 from tasks.predict.inputs import InputError, list_images
+from tasks.predict.output import PredictionSummary
 from tasks.predict.source import CHAMPION, PredictionError, check_request
 from tasks.settings_fields import NonEmptyPath
 
@@ -55,7 +56,8 @@ class PredictParams(BaseModel):
     model: str = Field(
         CHAMPION,
         description="champion: the current champion; or a run id (a folder name under <output-dir>/runs): "
-        "that run's best model.",
+        "that run's best model; or a registered MLflow version, models:/living-things-coarse@champion or "
+        "models:/NAME/VERSION (from the store runs track into).",
     )
     data: DataSettings = Field(
         DataSettings(),
@@ -71,7 +73,7 @@ def check_params(params: PredictParams) -> None:
 
 
 @flow(name="living-things-predict", log_prints=True, on_failure=[notify_on_failure], on_crashed=[notify_on_failure])
-def predict(params: PredictParams) -> dict[str, Any]:
+def predict(params: PredictParams) -> PredictionSummary:
     """Classify the images with the champion or a run's model; write predictions.csv and artifacts."""
     try:
         check_params(params)  # nothing is written when the model or the images are missing
@@ -84,25 +86,25 @@ def predict(params: PredictParams) -> dict[str, Any]:
     except INPUT_ERRORS as exc:  # the champion broke since check_params (checked again under its lock)
         return input_failure(exc)  # type: ignore[no-any-return]
     inputs = check_images_task(params.images, folder.root, output.image_scan_cache)
-    summary = predict_images_task(source, Path(inputs["inputs_path"]), folder.root)
+    summary = predict_images_task(source, Path(inputs.inputs_path), folder.root)
     published = publish_prediction_task(summary)
     print(
-        f"Classified {summary['images'] - summary['unreadable']} of {summary['images']} image(s) with "
-        f"{summary['model']}: {published['predictions_path']}"
+        f"Classified {summary.images - summary.unreadable} of {summary.images} image(s) with "
+        f"{summary.model}: {published.predictions_path}"
     )
-    return {**published, "unreadable_examples": inputs["unreadable_examples"]}
+    return replace(published, unreadable_examples=inputs.unreadable_examples)
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def format_summary(summary: PredictionSummary) -> str:
     """The closing lines: which model, the counts, where the files are."""
-    source = "champion" if summary["source"] == CHAMPION else "run"
+    source = "champion" if summary.source == CHAMPION else "run"
     lines = [
-        f"Model:        {summary['model']} ({source} {summary['run']})",
-        f"Images:       {summary['images']} ({summary['unreadable']} could not be used)",
-        *[f"  not used:   {printable(example)}" for example in summary.get("unreadable_examples", [])],
-        "Classes:      " + ", ".join(f"{name} {n}" for name, n in summary["class_counts"].items()),
-        f"Predictions:  {summary['predictions_path']}",
-        f"Gallery:      {summary['gallery']}",
+        f"Model:        {summary.model} ({source} {summary.run})",
+        f"Images:       {summary.images} ({summary.unreadable} could not be used)",
+        *[f"  not used:   {printable(example)}" for example in summary.unreadable_examples],
+        "Classes:      " + ", ".join(f"{name} {n}" for name, n in summary.class_counts.items()),
+        f"Predictions:  {summary.predictions_path}",
+        f"Gallery:      {summary.gallery}",
     ]
     return "\n".join(lines)
 

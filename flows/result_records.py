@@ -18,6 +18,9 @@ from typing import Any, Final, Literal
 
 from prefect.serializers import Serializer
 
+from tasks.io import atomic_write_text
+from tasks.logs import get_logger
+
 # --- plain JSON results -----------------------------------------------------------------------
 
 #: The serializer name written into every result record of a cached step (and the only one read).
@@ -113,7 +116,6 @@ def heal_result_record(path: Path) -> bool:
                 problem = f"unreadable ({exc.strerror or exc})"
     if problem is None:
         return True
-    from tasks.logs import get_logger
 
     try:
         if stat.S_ISDIR(path.lstat().st_mode):
@@ -199,12 +201,8 @@ def rebase_result_record(path: Path, cache_dir: Path) -> None:
     moved = _relocated(result, cache_dir)
     missing = [item for item in _cache_paths(moved, cache_dir) if not item.exists()]
     if missing:
-        from tasks.logs import get_logger
-
         path.unlink(missing_ok=True)
         get_logger().warning(f"Deleted cached result {path}: the file {missing[0]} it names is gone; recomputing")
         return
     if moved != result:
-        from tasks.io import atomic_write_text
-
         atomic_write_text(path, json.dumps({**record, "result": json.dumps(moved, sort_keys=True)}))

@@ -35,7 +35,7 @@ from tasks.logs import printable
 from tasks.validation.image_scan import ScanSummary
 from tasks.validation.rendering import publish_artifact
 from tasks.validation.report import ImageStage, ValidationFailed, ValidationReport
-from tasks.validation.settings import ValidationSettings
+from tasks.validation.settings import AuditSettings, ValidationSettings
 
 __all__ = [
     "ValidateParams",
@@ -55,10 +55,19 @@ class ValidateParams(BaseModel):
 
     data: DataSettings = Field(DataSettings(), description="Where the data is and where outputs go.")
     validation: ValidationSettings = Field(ValidationSettings(), description="Data validation thresholds.")
+    audit: AuditSettings = Field(
+        AuditSettings(), description="The data audit (here: hash duplicates and image issues; no features)."
+    )
 
 
 @flow(name="validate-dataset", log_prints=True)
-def validate_dataset(data_dir: Path, run_dir: Path, settings: ValidationSettings, scan_cache: Path) -> ValidationReport:
+def validate_dataset(
+    data_dir: Path,
+    run_dir: Path,
+    settings: ValidationSettings,
+    scan_cache: Path,
+    audit: AuditSettings = AuditSettings(),
+) -> ValidationReport:
     """Validate ``data_dir``; write Data Docs, report.json and samples.csv under ``run_dir/validation/``.
 
     The image scan caches per file under ``scan_cache`` (``OutputDir.image_scan_cache``). Raises
@@ -78,7 +87,7 @@ def validate_dataset(data_dir: Path, run_dir: Path, settings: ValidationSettings
             max_pixels=settings.max_image_pixels,
         )
         image_stage = validate_images_task(Path(scan_summary.scan_path), run.validation, settings)
-    report = publish_validation_task(Path(data_dir), run.root, settings, csv_stage, image_stage, scan_summary)
+    report = publish_validation_task(Path(data_dir), run.root, settings, csv_stage, image_stage, scan_summary, audit)
     publish_artifact(report)
     if not report.passed:
         raise ValidationFailed(report.failure_message(), report)
@@ -105,7 +114,9 @@ def validate(params: ValidateParams = ValidateParams()) -> ValidationReport:
             if data_dir is None:
                 data_dir = prepare_sample_task(output.sample, params.data.sample_spec())
             run = output.new_run()
-            report = validate_dataset(Path(data_dir), run.root, params.validation, output.image_scan_cache)
+            report = validate_dataset(
+                Path(data_dir), run.root, params.validation, output.image_scan_cache, params.audit
+            )
             check_drift_task(report, output.root, params.validation)  # vs the champion; may emit an event
             return report
     except INPUT_ERRORS as exc:  # the user's to fix: one reason, no traceback (flows.failures)

@@ -15,7 +15,10 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from flows.caching import code_fingerprint
+from tasks.data.dataset import SPLITS, data_fingerprint, public_dir
+from tasks.logs import get_logger
 from tasks.models.features import file_signature
+from tasks.validation.rendering import publish_artifact
 from tasks.validation.report import ValidationReport
 
 # --- validation reuse ----------------------------------------------------------------------
@@ -35,7 +38,6 @@ def validation_key(data_dir: Path, settings: BaseModel) -> str | None:
     (``reference="previous"``), which makes it uncacheable."""
     if getattr(settings, "reference", "known") == "previous":
         return None
-    from tasks.data.dataset import SPLITS, data_fingerprint, public_dir
 
     public = public_dir(data_dir)
     digest = hashlib.sha256(code_fingerprint(VALIDATION_CODE).encode())
@@ -118,8 +120,6 @@ def reuse_validation(
         if not (store / "validation").is_dir():
             raise FileNotFoundError(f"{store / 'validation'} is gone")
     except (OSError, UnicodeDecodeError, ValidationError) as exc:
-        from tasks.logs import get_logger
-
         if store.is_symlink():
             store.unlink()
         shutil.rmtree(store, ignore_errors=True)
@@ -137,9 +137,6 @@ def reuse_validated_report(
 ) -> ValidationReport | None:
     """A passed validation of the very same data, settings and code, copied into this run and
     published again as its artifact; None when there is none."""
-    from tasks.logs import get_logger
-    from tasks.validation.rendering import publish_artifact
-
     report = reuse_validation(cache_dir, key, run_dir, ValidationReport, data_dir)
     if report is None:
         return None

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.data.dataset import INFO_FILE, PUBLIC_DIR, PUBLIC_FILES
+from tasks.data.dataset import INFO_FILE, PUBLIC_DIR, PUBLIC_FILES, check_data_dir
 from tasks.layout import OutputDir, RunFolder
 from tasks.logs import get_logger
 from tasks.results.promotion import reconcile_champion
@@ -287,8 +287,6 @@ def download_competition(
     The archive is unpacked in a temporary folder inside ``data_dir`` and moved into place only
     once it has info.json and the three CSVs, so a failed download never leaves half a dataset.
     """
-    from tasks.data.dataset import check_data_dir
-
     logger = get_logger()
     data_dir = Path(data_dir).expanduser().resolve()
     public = data_dir / PUBLIC_DIR

@@ -97,6 +97,51 @@ class RunFolder:
 
     # --- split and training -----------------------------------------------------------------
     @property
+    def validation_duplicates(self) -> Path:
+        """Duplicate groups found from the image scan's hashes (group,filename,split,label)."""
+        return self.validation / "duplicates.csv"
+
+    @property
+    def validation_image_issues(self) -> Path:
+        """Dark, bright, near-constant, small or elongated images (filename,issue,score)."""
+        return self.validation / "image_issues.csv"
+
+    @property
+    def validation_audit(self) -> Path:
+        """Counts of the scan audit (duplicates, image issues)."""
+        return self.validation / "audit.json"
+
+    @property
+    def audit(self) -> Path:
+        """The data audit's outputs (tasks.validation.audit, tasks.audit)."""
+        return self.root / "audit"
+
+    @property
+    def audit_duplicates(self) -> Path:
+        """group,filename,split,label: one row per member of a duplicate group (hashes and features)."""
+        return self.audit / "duplicates.csv"
+
+    @property
+    def audit_label_issues(self) -> Path:
+        """filename,split,given,suggested,score: label-issue candidates, most likely wrong first."""
+        return self.audit / "label_issues.csv"
+
+    @property
+    def audit_image_issues(self) -> Path:
+        """filename,issue,score: unusable-looking images."""
+        return self.audit / "image_issues.csv"
+
+    @property
+    def audit_summary(self) -> Path:
+        """Counts of the audit (summary.json)."""
+        return self.audit / "summary.json"
+
+    @property
+    def audit_gallery(self) -> Path:
+        """Thumbnails of the largest duplicate groups and the top label-issue candidates."""
+        return self.audit / "gallery.png"
+
+    @property
     def split(self) -> Path:
         """Role of every labelled image (train / holdout), carved before any resampling."""
         return self.root / "split.csv"

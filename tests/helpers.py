@@ -128,9 +128,9 @@ def write_fake_run(
         frame.to_csv(path, index=False)
         predictions[model] = path
     summary = evaluate_models(run.table, predictions, run.classes, "coarse", run_dir)
-    write_run_submission(Path(summary["predictions_path"]), run.samples, "coarse", len(COARSE), run_dir)
+    write_run_submission(Path(summary.predictions_path), run.samples, "coarse", len(COARSE), run_dir)
     run.models.mkdir(exist_ok=True)
-    run.model_file(summary["best_model"], ".keras").write_bytes(b"fake model weights")
+    run.model_file(summary.best_model, ".keras").write_bytes(b"fake model weights")
     run.model_file(OTHER, ".joblib").write_bytes(b"fake forest")
     if history:
         epochs = [

@@ -18,9 +18,13 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 SAMPLE_COLUMNS: tuple[str, ...] = ("split", "filename", "path", "coarse", "fine")
 #: Added by validation: False for a test image that cannot be read (it gets the fallback prediction).
 IMAGE_OK = "image_ok"
+#: Added by validation: the duplicate group of an image (tasks.data.groups), empty when it has none.
+GROUP = "group"
 
 # --- roles of the split table (tasks.data.splitting) -------------------------------------------
 ROLE_TRAIN, ROLE_HOLDOUT, ROLE_TEST = "train", "holdout", "test"
+#: A labelled image kept out of training by the data audit (tasks.audit), never a hold-out image.
+ROLE_EXCLUDED = "excluded"
 
 # --- the raw CSVs, as validation reads them ------------------------------------------------------
 LABELLED_COLUMNS: tuple[str, ...] = ("filename", "fine", "coarse")

@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 
 from tasks.data.columns import LABELLED_SPLITS, SAMPLE_COLUMNS, SPLITS, TARGETS, Target  # noqa: F401 (re-exported)
+from tasks.io import atomic_write_json, atomic_write_text, fingerprint_files
+from tasks.layout import RunFolder
 
 #: The Kaggle layout's own names (dataset facts, not this pipeline's run layout).
 PUBLIC_DIR = "public"
@@ -293,8 +295,6 @@ def image_ok_flags(table: pd.DataFrame) -> np.ndarray:
 
 def write_samples(samples: pd.DataFrame, path: Path) -> Path:
     """Persist a sample table as CSV (read back with `read_samples`)."""
-    from tasks.io import atomic_write_text
-
     return atomic_write_text(path, samples.loc[:, list(SAMPLE_COLUMNS)].to_csv(index=False))
 
 
@@ -311,8 +311,6 @@ def load_dataset(data_dir: Path, run_dir: Path) -> Path:
     """Read the data directory and persist the sample table and the class names where validation
     puts them (``RunFolder.samples``, ``RunFolder.classes``); return the table's path."""
     samples, classes = load_samples(data_dir)
-    from tasks.io import atomic_write_json
-    from tasks.layout import RunFolder
 
     run = RunFolder(run_dir)
     atomic_write_json(run.classes, classes.to_json())
@@ -327,6 +325,4 @@ def read_classes_json(path: Path) -> ClassInfo:
 
 def data_fingerprint(data_dir: Path) -> str:
     """A short hash of info.json and the three CSVs: which labelled data a model was scored on."""
-    from tasks.io import fingerprint_files
-
     return fingerprint_files(public_files(data_dir))

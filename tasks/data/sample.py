@@ -25,7 +25,6 @@ real photos, and its confusions (for example insects against flowers) are only l
 
 from __future__ import annotations
 
-import colorsys
 import hashlib
 import json
 import math
@@ -38,15 +37,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from tasks.confine import make_dirs
-from tasks.data.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, families_of
+from tasks.data.dataset import INFO_FILE, PUBLIC_DIR
+from tasks.data.planting import plant_cases
+from tasks.data.subjects import Canvas, Colour, FamilyLook, draw_subject, ellipse, family_look, rgb
+from tasks.data.taxonomy import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
 
 #: Marker written last: its presence means the folder is a complete sample of these settings.
 STAMP_NAME = "sample.json"
 #: Bumped whenever the images change for the same settings, so an older sample is rebuilt, not reused.
 GENERATOR_VERSION = 2
-
-Points = list[tuple[float, float]]
-Colour = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
@@ -59,6 +58,8 @@ class SampleSpec:
     max_side: int = 176
     seed: int = 0
     special_mode_share: float = 0.03  # grayscale and CMYK JPEGs, like a real photo dump
+    planted_originals: int = 0  # train images copied 4 ways across the splits (tasks.data.planting)
+    planted_label_share: float = 0.0  # share of train labels switched to another taxon
 
     def __post_init__(self) -> None:
         if self.per_family < 3:
@@ -67,168 +68,6 @@ class SampleSpec:
             raise ValueError("test_per_family must be at least 1")
         if not 32 <= self.min_side <= self.max_side:
             raise ValueError("need 32 <= min_side <= max_side")
-
-
-@dataclass(frozen=True)
-class FamilyLook:
-    """One family's look: its coarse class's body plan, plus proportions, pattern and hues of its own."""
-
-    plan: int  # coarse index: which body plan
-    hue: float  # centre of the main colour's hue range
-    hue_spread: float  # half-width of that range (ranges of different families overlap)
-    accent_hue: float  # pattern / secondary part colour
-    saturation: float
-    shape: tuple[float, float, float]  # proportions in [0, 1], read by the body plan
-    count: int  # petals, blades, wing spots, ... depending on the plan
-    pattern: int  # 0 plain, 1 spots, 2 bands
-
-
-def family_look(fine: int) -> FamilyLook:
-    """Deterministic per family and independent of the sample's seed. Hues are spread over the whole
-    circle regardless of class, and proportions vary within narrow ranges, so families of one class
-    look alike and colour alone does not give the class away."""
-    rng = np.random.default_rng([20240, fine])
-    coarse = FINE_TO_COARSE[fine]
-    single = len(families_of(coarse)) == 1  # a one-family class gets a wider hue range, as real ones vary
-    return FamilyLook(
-        plan=coarse,
-        hue=float(rng.uniform(0, 1)),
-        hue_spread=float(rng.uniform(0.12, 0.2) if single else rng.uniform(0.05, 0.12)),
-        accent_hue=float(rng.uniform(0, 1)),
-        saturation=float(rng.uniform(0.35, 0.9)),
-        shape=(float(rng.uniform(0, 1)), float(rng.uniform(0, 1)), float(rng.uniform(0, 1))),
-        count=int(rng.integers(4, 9)),
-        pattern=int(rng.integers(0, 3)),
-    )
-
-
-def _rgb(hue: float, saturation: float, value: float) -> Colour:
-    r, g, b = colorsys.hsv_to_rgb(hue % 1.0, min(max(saturation, 0), 1), min(max(value, 0), 1))
-    return int(r * 255), int(g * 255), int(b * 255)
-
-
-def _ellipse(cx: float, cy: float, rx: float, ry: float, angle: float = 0.0, n: int = 20) -> Points:
-    """A rotated ellipse as a polygon (so the whole subject can be rotated as points)."""
-    ca, sa = math.cos(angle), math.sin(angle)
-    pts = [(rx * math.cos(t), ry * math.sin(t)) for t in np.linspace(0, 2 * math.pi, n, endpoint=False)]
-    return [(cx + x * ca - y * sa, cy + x * sa + y * ca) for x, y in pts]
-
-
-class Canvas:
-    """Draws parts given in subject units (about [-0.5, 0.5]) through one scale/rotate/shift."""
-
-    def __init__(self, draw: ImageDraw.ImageDraw, cx: float, cy: float, size: float, angle: float, flip: bool):
-        self.draw, self.cx, self.cy, self.size = draw, cx, cy, size
-        self.ca, self.sa, self.flip = math.cos(angle), math.sin(angle), -1.0 if flip else 1.0
-
-    def _map(self, pts: Points) -> Points:
-        s = self.size
-        return [
-            (
-                self.cx + s * (x * self.flip * self.ca - y * self.sa),
-                self.cy + s * (x * self.flip * self.sa + y * self.ca),
-            )
-            for x, y in pts
-        ]
-
-    def poly(self, pts: Points, colour: Colour) -> None:
-        self.draw.polygon(self._map(pts), fill=colour)
-
-    def line(self, pts: Points, width: float, colour: Colour) -> None:
-        self.draw.line(self._map(pts), fill=colour, width=max(1, int(round(width * self.size))), joint="curve")
-
-
-def _pattern(cv: Canvas, look: FamilyLook, cx: float, cy: float, rx: float, ry: float, accent: Colour) -> None:
-    """Spots or bands over a body part: the details that tell families of a class apart."""
-    if look.pattern == 1:
-        for k in range(look.count):
-            t = 2 * math.pi * k / look.count
-            cv.poly(_ellipse(cx + 0.55 * rx * math.cos(t), cy + 0.55 * ry * math.sin(t), rx * 0.16, rx * 0.16), accent)
-    elif look.pattern == 2:
-        for k in range(3):
-            x = cx - rx * 0.5 + k * rx * 0.5
-            cv.poly(
-                [
-                    (x - rx * 0.08, cy - ry * 0.9),
-                    (x + rx * 0.08, cy - ry * 0.9),
-                    (x + rx * 0.08, cy + ry * 0.9),
-                    (x - rx * 0.08, cy + ry * 0.9),
-                ],
-                accent,
-            )
-
-
-def draw_subject(cv: Canvas, look: FamilyLook, main: Colour, accent: Colour, dark: Colour) -> None:
-    """The body plan of the family's coarse class, with the family's proportions and pattern."""
-    a, b, c = look.shape
-    plan = look.plan
-    if plan == 0:  # bird: tail, body, wing, head, beak, legs
-        cv.line([(-0.05, 0.12), (-0.08, 0.32)], 0.02, dark)
-        cv.poly([(-0.2, 0.0), (-0.48, -0.05 - 0.1 * a), (-0.48, 0.08 + 0.05 * a)], dark)
-        cv.poly(_ellipse(0.0, 0.0, 0.28, 0.13 + 0.06 * b), main)
-        cv.poly(_ellipse(-0.04, -0.02, 0.18, 0.08, 0.15), accent)
-        cv.poly(_ellipse(0.24, -0.12, 0.09 + 0.03 * c, 0.09 + 0.03 * c), main)
-        cv.poly([(0.31, -0.15), (0.42 + 0.12 * a, -0.12 + 0.03 * b), (0.31, -0.09)], dark)
-        _pattern(cv, look, 0.02, 0.03, 0.2, 0.08, dark)
-    elif plan == 1:  # snake: a thick sinuous band with a head
-        pts = [(x, (0.15 + 0.1 * a) * math.sin(x * (6 + 4 * b))) for x in np.linspace(-0.5, 0.42, 18)]
-        cv.line(pts, 0.08 + 0.03 * c, main)
-        if look.pattern:
-            cv.line(pts[1::3], 0.03, accent)
-        cv.poly(_ellipse(pts[-1][0] + 0.04, pts[-1][1], 0.07, 0.05), main)
-    elif plan == 2:  # squirrel: bushy tail, body, head, ears, legs
-        cv.poly(_ellipse(-0.26, -0.1, 0.14 + 0.05 * a, 0.32, 0.3), main)
-        cv.poly(_ellipse(-0.28, -0.12, 0.08, 0.24, 0.3), accent)
-        cv.poly(_ellipse(0.0, 0.05, 0.22, 0.13 + 0.04 * b, -0.3), main)
-        cv.poly(_ellipse(0.22, -0.12, 0.1, 0.08), main)
-        cv.poly([(0.2, -0.18), (0.22, -0.28), (0.26, -0.18)], dark)
-        cv.line([(0.1, 0.12), (0.14, 0.28)], 0.03, dark)
-        cv.line([(-0.1, 0.14), (-0.12, 0.28)], 0.03, dark)
-    elif plan == 3:  # spider: eight bent legs, cephalothorax, abdomen
-        for side in (-1, 1):
-            for k in range(4):
-                t = -0.9 + k * 0.6
-                knee = (side * 0.22 * math.cos(t), 0.22 * math.sin(t) - 0.12)
-                foot = (side * (0.4 + 0.06 * a) * math.cos(t * 0.8), 0.38 * math.sin(t * 0.9) + 0.05)
-                cv.line([(0.0, 0.0), knee, foot], 0.015 + 0.01 * b, dark)
-        cv.poly(_ellipse(0.0, 0.0, 0.08, 0.07), dark)
-        cv.poly(_ellipse(0.0, 0.16, 0.12 + 0.04 * c, 0.15), main)
-        _pattern(cv, look, 0.0, 0.16, 0.1, 0.12, accent)
-    elif plan == 4:  # flower: stem, leaf, petals around a disc
-        green = _rgb(0.28 + 0.05 * a, 0.6, 0.45)
-        cv.line([(0.0, 0.0), (0.05, 0.5)], 0.02, green)
-        cv.poly(_ellipse(0.1, 0.32, 0.12, 0.04, -0.6), green)
-        length, width = 0.18 + 0.14 * a, 0.05 + 0.07 * b
-        for k in range(look.count):
-            t = 2 * math.pi * k / look.count
-            cv.poly(_ellipse(length * 0.6 * math.cos(t), length * 0.6 * math.sin(t), length * 0.55, width, t), main)
-        cv.poly(_ellipse(0.0, 0.0, 0.05 + 0.05 * c, 0.05 + 0.05 * c), accent)
-    elif plan == 5:  # insect: two pairs of wings, body, antennae
-        span, chord = 0.22 + 0.18 * a, 0.06 + 0.12 * b
-        for side in (-1, 1):
-            cv.poly(_ellipse(side * span * 0.55, -0.06, span * 0.55, chord, side * 0.35), main)
-            cv.poly(_ellipse(side * span * 0.45, 0.1, span * 0.42, chord * 0.8, -side * 0.45), main)
-            if look.pattern:
-                cv.poly(_ellipse(side * span * 0.65, -0.07, chord * 0.35, chord * 0.35), accent)
-            cv.line([(0.0, -0.16), (side * 0.08, -0.3 - 0.06 * c)], 0.01, dark)
-        cv.poly(_ellipse(0.0, 0.02, 0.035, 0.18 + 0.08 * c), dark)
-    elif plan == 6:  # monocot: long narrow leaves from a base, a slim flower spike
-        green = _rgb(0.25 + 0.08 * b, 0.55, 0.5)
-        for k in range(look.count):
-            t = -0.6 + 1.2 * k / max(look.count - 1, 1)
-            tip = (0.5 * math.sin(t), 0.45 - 0.85 * math.cos(t))
-            cv.line([(0.0, 0.45), ((tip[0]) * 0.5 + 0.04, 0.0), tip], 0.025, green)
-        cv.poly(_ellipse(0.0, -0.3, 0.05 + 0.06 * a, 0.12 + 0.05 * c), main)
-        cv.poly(_ellipse(0.0, -0.3, 0.02, 0.08), accent)
-    else:  # conifer twig: a stem with needles, and a cone
-        brown = _rgb(0.07, 0.6, 0.35)
-        cv.line([(-0.45, 0.1), (0.45, -0.1)], 0.025, brown)
-        for k in range(22):
-            x = -0.42 + k * 0.04
-            y = 0.1 - 0.2 * (x + 0.45) / 0.9
-            for side in (-1, 1):
-                cv.line([(x, y), (x + 0.06, y + side * (0.14 + 0.06 * a))], 0.012, main)
-        cv.poly(_ellipse(0.05, 0.15, 0.07, 0.13 + 0.04 * b), accent)
 
 
 SCENES: tuple[tuple[float, float, float], ...] = (
@@ -244,8 +83,8 @@ SCENES: tuple[tuple[float, float, float], ...] = (
 def _clutter_colour(rng: np.random.Generator, scene: tuple[float, float, float]) -> Colour:
     hue, spread, sat = scene
     if rng.random() < 0.08:  # a stray bright blob: fallen petals, berries, litter
-        return _rgb(rng.uniform(0, 1), rng.uniform(0.4, 0.9), rng.uniform(0.5, 1.0))
-    return _rgb(hue + rng.normal(0, spread), sat * rng.uniform(0.5, 1.3), rng.uniform(0.2, 0.85))
+        return rgb(rng.uniform(0, 1), rng.uniform(0.4, 0.9), rng.uniform(0.5, 1.0))
+    return rgb(hue + rng.normal(0, spread), sat * rng.uniform(0.5, 1.3), rng.uniform(0.2, 0.85))
 
 
 def draw_clutter(
@@ -263,19 +102,19 @@ def draw_clutter(
         r, angle, colour = scale * rng.uniform(0.04, 0.25), rng.uniform(0, math.pi), _clutter_colour(rng, scene)
         kind = rng.integers(0, 5)
         if kind == 0:  # leaf
-            draw.polygon(_ellipse(cx, cy, r, r * rng.uniform(0.2, 0.5), angle, 12), fill=colour)
+            draw.polygon(ellipse(cx, cy, r, r * rng.uniform(0.2, 0.5), angle, 12), fill=colour)
         elif kind == 1:  # twig or blade
             bend = rng.normal(0, r * 0.4)
             end = (cx + 2 * r * math.cos(angle), cy + 2 * r * math.sin(angle))
             mid = ((cx + end[0]) / 2 + bend, (cy + end[1]) / 2 - bend)
             draw.line([(cx, cy), mid, end], fill=colour, width=max(1, int(r * rng.uniform(0.05, 0.25))))
         elif kind == 2:  # pebble or blob
-            draw.polygon(_ellipse(cx, cy, r, r * rng.uniform(0.5, 1.0), angle, 10), fill=colour)
+            draw.polygon(ellipse(cx, cy, r, r * rng.uniform(0.5, 1.0), angle, 10), fill=colour)
         elif kind == 3:  # rosette of petal-like leaves (a distractor that is no class's subject)
             for k in range(int(rng.integers(3, 7))):
                 t = angle + k * 2.1
                 draw.polygon(
-                    _ellipse(cx + r * 0.5 * math.cos(t), cy + r * 0.5 * math.sin(t), r * 0.5, r * 0.18, t, 8),
+                    ellipse(cx + r * 0.5 * math.cos(t), cy + r * 0.5 * math.sin(t), r * 0.5, r * 0.18, t, 8),
                     fill=colour,
                 )
         else:  # branching twig with fine lines (leg- and needle-like)
@@ -302,9 +141,9 @@ def render_background(
 def _family_colours(look: FamilyLook, rng: np.random.Generator) -> tuple[Colour, Colour, Colour]:
     hue = look.hue + rng.uniform(-look.hue_spread, look.hue_spread)
     sat = look.saturation * rng.uniform(0.7, 1.2)
-    main = _rgb(hue, sat, rng.uniform(0.45, 0.95))
-    accent = _rgb(look.accent_hue + rng.normal(0, 0.05), rng.uniform(0.4, 1.0), rng.uniform(0.3, 1.0))
-    return main, accent, _rgb(hue, sat * 0.6, rng.uniform(0.1, 0.35))
+    main = rgb(hue, sat, rng.uniform(0.45, 0.95))
+    accent = rgb(look.accent_hue + rng.normal(0, 0.05), rng.uniform(0.4, 1.0), rng.uniform(0.3, 1.0))
+    return main, accent, rgb(hue, sat * 0.6, rng.uniform(0.1, 0.35))
 
 
 def _photo_effects(image: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -401,7 +240,6 @@ def generate_sample(data_dir: Path, spec: SampleSpec) -> Path:
         raise FileExistsError(f"{data_dir} already exists; refusing to overwrite it")
     tmp = data_dir.with_name(f".{data_dir.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    from tasks.data.dataset import INFO_FILE, PUBLIC_DIR
 
     public = tmp / PUBLIC_DIR
     try:
@@ -411,6 +249,8 @@ def generate_sample(data_dir: Path, spec: SampleSpec) -> Path:
         )
         for split, families in _plan_rows(spec).items():
             write_split(public, split, families, spec)
+        if spec.planted_originals or spec.planted_label_share:  # documented in planted.json beside public/
+            plant_cases(tmp, spec.planted_originals, spec.planted_label_share, seed=spec.seed)
         (tmp / STAMP_NAME).write_text(json.dumps(stamp_of(spec), indent=1), encoding="utf-8")
         tmp.rename(data_dir)
     except BaseException:  # also a cancelled run (Prefect raises TerminationSignal on SIGTERM) or Ctrl-C

@@ -31,10 +31,29 @@ class DataSettings(BaseModel):
     output_dir: NonEmptyPath = Field(Path("outputs"), description="Where run folders, caches and the sample go.")
     sample_per_family: int = Field(36, ge=3, description="Embedded sample: labelled images per family.")
     sample_test_per_family: int = Field(8, ge=1, description="Embedded sample: test images per family.")
+    sample_planted_duplicates: int = Field(
+        5,
+        ge=0,
+        description="Embedded sample: train images planted again as exact, resized+JPEG q50, 10%-cropped and "
+        "mirrored copies across train, val and test, so a first run's data audit has duplicates to show "
+        "(listed in sample/planted.json).",
+    )
+    sample_planted_label_errors: float = Field(
+        0.01,
+        ge=0.0,
+        lt=0.5,
+        description="Embedded sample: share of train labels switched to a family of another taxon (planted label "
+        "errors for the audit to find; listed in sample/planted.json).",
+    )
 
     def sample_spec(self) -> SampleSpec:
         """The embedded sample these settings ask for."""
-        return SampleSpec(per_family=self.sample_per_family, test_per_family=self.sample_test_per_family)
+        return SampleSpec(
+            per_family=self.sample_per_family,
+            test_per_family=self.sample_test_per_family,
+            planted_originals=self.sample_planted_duplicates,
+            planted_label_share=self.sample_planted_label_errors,
+        )
 
 
 class SplitSettings(BaseModel):

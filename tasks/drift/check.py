@@ -45,15 +45,16 @@ from tasks.models.drift_reference import (
     read_drift_reference,
     seeded_subsample,
 )
+from tasks.predict.source import missing_champion_files
+from tasks.results.champion import read_champion
+from tasks.results.promotion import ChampionError
+from tasks.results.registry import read_registry
 from tasks.validation.report import ValidationReport
 from tasks.validation.settings import ValidationSettings
 
 
 def read_champion_record(output: OutputDir, notes: list[str]) -> dict[str, Any] | None:
     """The champion's record, or None (with a note) when there is none or it cannot be read."""
-    from tasks.results.champion import read_champion
-    from tasks.results.promotion import ChampionError
-
     try:
         record = read_champion(output.root)
     except ChampionError as err:
@@ -83,8 +84,6 @@ def warn_missing_files(output: OutputDir, champion: dict[str, Any], notes: list[
     """The files champion.json lists that are gone (one warning naming them), else nothing: the
     data can still be compared, but a prediction with that champion would fail, and the validate
     run is where a scheduled check would notice first."""
-    from tasks.predict.source import missing_champion_files
-
     missing = missing_champion_files(output.champion.root, champion)
     if missing:
         warn(
@@ -182,8 +181,6 @@ def event_payload(summary: dict[str, Any]) -> dict[str, Any]:
 
 def judged_on(output: OutputDir, fingerprint: str) -> dict[str, Any] | None:
     """The newest registry decision on a run trained on data of this fingerprint, if any."""
-    from tasks.results.registry import read_registry
-
     try:
         entries = read_registry(output.root)
     except Exception as exc:  # a damaged registry is reported by the next training run; do not hide a change

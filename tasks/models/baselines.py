@@ -20,7 +20,13 @@ from sklearn.base import ClassifierMixin
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.svm import SVC
 
+from tasks.data.splitting import ROLE_TRAIN, read_table
+from tasks.layout import RunFolder
 from tasks.machine import fit_jobs
+from tasks.models.features import PIXEL_FILE, load_pixel_features
+from tasks.models.persistence import SKLEARN_SUFFIX, save_model
+from tasks.models.predictions import scored_rows, write_predictions
+from tasks.models.recipe import PixelInputs, embedding_inputs, write_recipe
 from tasks.models.settings import BaselineSettings
 
 if TYPE_CHECKING:
@@ -166,7 +172,6 @@ def load_feature_matrix(path: Path, table_path: Path) -> np.ndarray:
 
         clean = load_embeddings(path, table_path)["clean"]
         return clean.reshape(len(clean), -1)
-    from tasks.models.features import load_pixel_features
 
     return load_pixel_features(path, table_path)
 
@@ -186,9 +191,6 @@ def predict_rows(model: ClassifierMixin, matrix: np.ndarray, rows: np.ndarray) -
 def feature_inputs(features_path: Path, settings: BaselineSettings) -> Inputs:
     """The inputs recipe (`tasks.models.recipe`) of a model fitted on ``features_path``: backbone
     features carry their settings next to them; a pixel cache file carries size and colour in its name."""
-    from tasks.models.features import PIXEL_FILE
-    from tasks.models.recipe import PixelInputs, embedding_inputs
-
     if Path(features_path).suffix == ".npz":
         from tasks.models.embeddings import read_recipe
 
@@ -216,12 +218,6 @@ def train_baseline(
     tasks.models.persistence) and its inputs recipe ``models/<name>.inputs.json`` (what batch
     prediction feeds it, `tasks.models.recipe`) under ``out_dir``; returns the CSV.
     """
-    from tasks.data.splitting import ROLE_TRAIN, read_table
-    from tasks.layout import RunFolder
-    from tasks.models.persistence import SKLEARN_SUFFIX, save_model
-    from tasks.models.predictions import scored_rows, write_predictions
-    from tasks.models.recipe import write_recipe
-
     table = read_table(table_path)
     matrix = load_feature_matrix(features_path, table_path)
     train_mask = (table["role"] == ROLE_TRAIN).to_numpy()

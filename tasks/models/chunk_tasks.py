@@ -15,6 +15,7 @@ import functools
 import os
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,20 @@ def pending_chunks(
     return pending
 
 
+@dataclass(frozen=True)
+class ChunkReport:
+    """What one chunk task did: its pass and chunk, how many rows, whether it computed them (or found
+    the file finished), how long it took, on which worker (host:pid), reporting to which Prefect API."""
+
+    pass_label: str
+    chunk: int
+    rows: int
+    computed: bool
+    seconds: float
+    worker: str
+    api_url: str
+
+
 @functools.lru_cache(maxsize=1)
 def worker_backbone(spec: EmbeddingSpec) -> Any:
     """`backbone_for`, built once per worker process and kept for its next chunks."""
@@ -73,7 +88,7 @@ def compute_chunk(
     chunk_index: int,
     chunk_size: int,
     refresh: bool = False,
-) -> dict[str, Any]:
+) -> ChunkReport:
     """Compute one chunk's features into its cache file (reused when finished, unless ``refresh``);
     returns what was done and where: rows, seconds, the worker (host:pid) and its Prefect API."""
     from prefect.settings import get_current_settings
@@ -87,12 +102,12 @@ def compute_chunk(
     _, computed = run_chunk(
         chunk, functools.partial(worker_backbone, spec), pass_extractor(spec, one.augment), paths, ok, refresh
     )
-    return {
-        "pass": one.label,
-        "chunk": chunk_index,
-        "rows": chunk.stop - chunk.start,
-        "computed": computed,
-        "seconds": round(time.monotonic() - started, 2),
-        "worker": f"{socket.gethostname()}:{os.getpid()}",
-        "api_url": get_current_settings().api.url,
-    }
+    return ChunkReport(
+        one.label,
+        chunk_index,
+        chunk.stop - chunk.start,
+        computed,
+        round(time.monotonic() - started, 2),
+        f"{socket.gethostname()}:{os.getpid()}",
+        str(get_current_settings().api.url),
+    )

@@ -34,7 +34,7 @@ from tasks.data.splitting import read_table
 from tasks.io import atomic_write
 from tasks.layout import RunFolder
 from tasks.logs import get_logger
-from tasks.models.embeddings import EmbeddingSpec, load_embeddings
+from tasks.models.embeddings import EmbeddingSpec, clean_features, load_embeddings
 
 #: Most train rows whose features the reference keeps (the KS tests need no more).
 REFERENCE_ROWS = 1000
@@ -187,6 +187,4 @@ def verify_drift_reference(path: Path) -> bool:
 def backbone_features(spec: EmbeddingSpec, paths: list[str], ok: np.ndarray) -> np.ndarray:
     """Clean features of ``paths`` computed as training computes them (tasks.models.embeddings:
     `clean_features`, float16), pooled like the reference."""
-    from tasks.models.embeddings import clean_features
-
     return pooled(clean_features(spec, paths, ok)).astype(np.float16)

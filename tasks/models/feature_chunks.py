@@ -28,6 +28,7 @@ import numpy as np
 from tasks.cache_files import DamagedCache, discard, read_npy
 from tasks.io import atomic_write, fingerprint_text
 from tasks.models.features import file_signature
+from tasks.progress import StageProgress
 
 #: Bumped when what a chunk holds changes meaning (keeps old chunk files from being reused).
 CHUNK_FORMAT = "chunks-v1"
@@ -163,8 +164,6 @@ def extract_in_chunks(
     memoise); ``extract(model, paths, ok, seed)`` computes one chunk's features. ``refresh``
     recomputes every chunk (and replaces its file).
     """
-    from tasks.progress import StageProgress
-
     chunks = plan_chunks(paths, ok, spec, cache_dir, augment=augment, seed=seed, chunk_size=chunk_size)
     out: np.ndarray | None = None
     with StageProgress(label, total=len(paths), unit="img") as progress:

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from tasks.cache_files import DamagedCache, cache_lock, discard, read_npy
+from tasks.io import atomic_write, fingerprint_text
 
 #: Used for an image that cannot be decoded (it still needs a row, e.g. in the test set).
 BLANK_VALUE = 0.5
@@ -51,7 +52,6 @@ def load_pixel_matrix(paths: list[str], size: int, grayscale: bool = True, worke
 
 def save_matrix(path: Path, matrix: np.ndarray) -> Path:
     """Save a feature matrix atomically as .npy."""
-    from tasks.io import atomic_write
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as handle:
@@ -62,8 +62,6 @@ def save_matrix(path: Path, matrix: np.ndarray) -> Path:
 
 def pixel_cache_key(paths: list[str], size: int, grayscale: bool) -> str:
     """Key from the image list, each file's size and mtime, and the feature settings."""
-    from tasks.io import fingerprint_text
-
     return fingerprint_text(f"pixels/{size}/{grayscale}", *(file_signature(p) for p in paths))
 
 

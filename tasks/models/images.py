@@ -16,6 +16,9 @@ from typing import Any, Literal
 import keras
 import numpy as np
 
+from tasks.logs import get_logger
+from tasks.models.image_request import ImageRequest
+
 Loader = Literal["auto", "tf", "py"]
 
 
@@ -42,21 +45,18 @@ def make_image_dataset(
     """Batches of (images, labels), or images alone when ``labels`` is None: a ``tf.data.Dataset``
     or an `images_py.ImageBatches`; either goes straight into ``fit``/``predict`` and `iter_batches`.
 
-    ``cache_file`` (tf.data only) keeps the decoded, resized images on disk after the first pass.
+    The arguments are `ImageRequest`'s.
     """
+    request = ImageRequest(paths, labels, size, batch_size, ok, augment, shuffle, seed, cache_file)
     if resolve_loader(loader) == "tf":
-        from tasks.models.images_tf import make_image_dataset as tf_dataset
+        from tasks.models.images_tf import tf_dataset  # TensorFlow: only on its backend
 
-        return tf_dataset(
-            paths, labels, size, batch_size, ok=ok, augment=augment, shuffle=shuffle, seed=seed, cache_file=cache_file
-        )
+        return tf_dataset(request)
     from tasks.models.images_py import ImageBatches
 
     if cache_file is not None:
-        from tasks.logs import get_logger
-
         get_logger().warning("The decoded-image cache exists on the tf.data path only; decoding every epoch instead")
-    return ImageBatches(paths, labels, size, batch_size, ok=ok, augment=augment, shuffle=shuffle, seed=seed)
+    return ImageBatches(request)
 
 
 def iter_batches(data: Any) -> Iterator[Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from tasks.models.augment import GRAY, build_augmenter, parallel_calls
+from tasks.models.image_request import ImageRequest
 
 
 def bilinear_axis(n_in: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -91,25 +92,18 @@ def decode_rgb(path: str, size: int) -> np.ndarray:
 class ImageBatches(keras.utils.PyDataset):
     """Batches of images (and labels) decoded from files, optionally shuffled and augmented."""
 
-    def __init__(
-        self,
-        paths: Sequence[str],
-        labels: Sequence[int] | None,
-        size: int,
-        batch_size: int,
-        *,
-        ok: Sequence[bool] | np.ndarray | None = None,
-        augment: bool = False,
-        shuffle: bool = False,
-        seed: int = 0,
-        workers: int | None = None,
-    ) -> None:
+    def __init__(self, request: ImageRequest, workers: int | None = None) -> None:
         super().__init__(workers=workers or parallel_calls(), use_multiprocessing=False, max_queue_size=4)
-        self.paths = list(paths)
-        self.labels = None if labels is None else np.asarray(labels, np.int32)
-        self.ok = np.ones(len(self.paths), bool) if ok is None else np.asarray(ok, bool)
-        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
-        self.augment = augment
+        self.paths = list(request.paths)
+        self.labels = None if request.labels is None else np.asarray(request.labels, np.int32)
+        self.ok = request.flags()
+        self.size, self.batch_size, self.shuffle, self.seed = (
+            request.size,
+            request.batch_size,
+            request.shuffle,
+            request.seed,
+        )
+        self.augment = request.augment
         self._local = threading.local()  # one augmenter per worker thread: see `augmenter`
         self._augmenters = itertools.count()
         self.epoch = 0

@@ -13,14 +13,16 @@ only used when the Keras backend is TensorFlow (`tasks.models.images`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tasks.cache_files import describe, discard
 from tasks.confine import make_dirs
 from tasks.models.augment import GRAY, build_augmenter, parallel_calls
+from tasks.models.image_request import ImageRequest
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -98,8 +100,6 @@ def check_image_cache(cache_file: Path, n: int, size: int) -> None:
     ``DataLossError``; it is deleted with one warning and written again by the first epoch."""
     import tensorflow as tf
 
-    from tasks.cache_files import describe, discard
-
     index = Path(f"{cache_file}.index")
     if not index.is_file():
         return  # none yet (or an unfinished one, which TensorFlow rewrites)
@@ -133,70 +133,84 @@ def to_float32(x: Any, *label: Any) -> Any:
     return (image, *label) if label else image
 
 
-def make_image_dataset(
-    paths: Sequence[str],
-    labels: Sequence[int] | None,
-    size: int,
-    batch_size: int,
-    *,
-    ok: Sequence[bool] | np.ndarray | None = None,
-    augment: bool = False,
-    shuffle: bool = False,
-    seed: int = 0,
-    cache_file: Path | None = None,
-) -> tf.data.Dataset:
-    """Batches of (images, labels), or images alone when ``labels`` is None.
-
-    ``cache_file`` keeps the decoded, resized images on disk after the first pass, so later
-    epochs skip JPEG decoding; augmentation is applied after the cache, so it stays random.
-    """
+def tf_dataset(request: ImageRequest) -> tf.data.Dataset:
+    """Batches of (images, labels), or images alone when ``request.labels`` is None. With a
+    ``cache_file`` the decoded, resized images stay on disk after the first pass, so later epochs
+    skip JPEG decoding; augmentation is applied after the cache, so it stays random."""
     import tensorflow as tf
 
-    n = len(paths)
-    flags = np.ones(n, bool) if ok is None else np.asarray(ok, bool)
-    calls = parallel_calls()
-    all_paths = tf.constant(np.asarray(paths, str)) if n else tf.constant([], tf.string)
+    images = image_loader(request)
+    if request.cache_file is None:
+        data = uncached_rows(request, images)
+    else:
+        data = cached_rows(request, images, Path(request.cache_file))
+    data = data.batch(request.batch_size)
+    if request.augment:
+        augmenter = build_augmenter(request.seed)
+        if request.labels is not None:
+            data = data.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=parallel_calls())
+        else:
+            data = data.map(lambda x: augmenter(x, training=True), num_parallel_calls=parallel_calls())
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.deterministic = not request.augment
+    return data.prefetch(2).with_options(options)
+
+
+def image_loader(request: ImageRequest) -> Callable[[Any], Any]:
+    """Row number -> decoded image (a gray image for rows whose file is unusable)."""
+    import tensorflow as tf
+
+    flags = request.flags()
+    all_paths = tf.constant(np.asarray(request.paths, str)) if len(request.paths) else tf.constant([], tf.string)
     all_flags = tf.constant(flags)
-    all_labels = tf.constant(np.asarray(labels if labels is not None else [], np.int32))
 
     def image(i: Any) -> Any:
         if flags.all():  # the common case; the per-row tf.cond of `load_image` costs ~25% throughput
-            return decode_rgb(tf.io.read_file(all_paths[i]), size)
-        return load_image(all_paths[i], all_flags[i], size)
+            return decode_rgb(tf.io.read_file(all_paths[i]), request.size)
+        return load_image(all_paths[i], all_flags[i], request.size)
 
+    return image
+
+
+def labels_tensor(request: ImageRequest) -> Any:
+    import tensorflow as tf
+
+    return tf.constant(np.asarray(request.labels if request.labels is not None else [], np.int32))
+
+
+def uncached_rows(request: ImageRequest, image: Callable[[Any], Any]) -> tf.data.Dataset:
+    """Images (and labels) decoded every epoch. Shuffled as row numbers, before decoding (a full
+    shuffle of 8-byte ints): shuffling decoded images held a 4,096-image buffer, ~2.5 GB of
+    float32 at 224 px."""
+    import tensorflow as tf
+
+    n, calls = len(request.paths), parallel_calls()
     rows = tf.data.Dataset.range(n)
-    if cache_file is None:
-        # Shuffled as row numbers, before decoding (a full shuffle of 8-byte ints): shuffling
-        # decoded images held a 4,096-image buffer, ~2.5 GB of float32 at 224 px.
-        if shuffle:
-            rows = rows.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
-        if labels is None:
-            data = rows.map(image, num_parallel_calls=calls, deterministic=True)
-        else:
-            data = rows.map(lambda i: (image(i), all_labels[i]), num_parallel_calls=calls, deterministic=True)
-    else:
-        # The cache is written in row order, so the shuffle comes after it, on uint8 images and
-        # with a bounded buffer (`CACHED_SHUFFLE_BUFFER`).
-        make_dirs(Path(cache_file).parent)
-        # A run killed mid-epoch leaves a lockfile that would make TensorFlow refuse the cache on
-        # the rerun (one pipeline per cache file here, so a lockfile at start is always stale).
-        for stale in Path(cache_file).parent.glob(f"{Path(cache_file).name}*.lockfile"):
-            stale.unlink(missing_ok=True)
-        check_image_cache(Path(cache_file), n, size)
-        data = rows.map(image, num_parallel_calls=calls, deterministic=True).map(to_uint8).cache(str(cache_file))
-        if labels is not None:
-            data = tf.data.Dataset.zip((data, tf.data.Dataset.from_tensor_slices(all_labels)))
-        if shuffle:
-            data = data.shuffle(min(n, CACHED_SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
-        data = data.map(to_float32)
-    data = data.batch(batch_size)
-    if augment:
-        augmenter = build_augmenter(seed)
-        if labels is not None:
-            data = data.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=calls)
-        else:
-            data = data.map(lambda x: augmenter(x, training=True), num_parallel_calls=calls)
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    options.deterministic = not augment
-    return data.prefetch(2).with_options(options)
+    if request.shuffle:
+        rows = rows.shuffle(max(n, 1), seed=request.seed, reshuffle_each_iteration=True)
+    if request.labels is None:
+        return rows.map(image, num_parallel_calls=calls, deterministic=True)
+    all_labels = labels_tensor(request)
+    return rows.map(lambda i: (image(i), all_labels[i]), num_parallel_calls=calls, deterministic=True)
+
+
+def cached_rows(request: ImageRequest, image: Callable[[Any], Any], cache_file: Path) -> tf.data.Dataset:
+    """Images (and labels) decoded once into ``cache_file`` (uint8, in row order), then shuffled
+    with a bounded buffer (`CACHED_SHUFFLE_BUFFER`)."""
+    import tensorflow as tf
+
+    n = len(request.paths)
+    make_dirs(cache_file.parent)
+    # A run killed mid-epoch leaves a lockfile that would make TensorFlow refuse the cache on
+    # the rerun (one pipeline per cache file here, so a lockfile at start is always stale).
+    for stale in cache_file.parent.glob(f"{cache_file.name}*.lockfile"):
+        stale.unlink(missing_ok=True)
+    check_image_cache(cache_file, n, request.size)
+    rows = tf.data.Dataset.range(n)
+    data = rows.map(image, num_parallel_calls=parallel_calls(), deterministic=True).map(to_uint8).cache(str(cache_file))
+    if request.labels is not None:
+        data = tf.data.Dataset.zip((data, tf.data.Dataset.from_tensor_slices(labels_tensor(request))))
+    if request.shuffle:
+        data = data.shuffle(min(n, CACHED_SHUFFLE_BUFFER), seed=request.seed, reshuffle_each_iteration=True)
+    return data.map(to_float32)

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from tasks.layout import RunFolder
+from tasks.models.embeddings import clean_features
+from tasks.models.features import load_pixel_matrix
 from tasks.models.persistence import KERAS_SUFFIX, load_model
 from tasks.models.recipe import EmbeddingInputs, ImageInputs, InputsRecipe, PixelInputs, RecipeError, read_recipe
 
@@ -78,8 +80,6 @@ def load_published(folder: Path, model: str) -> PublishedModel:
 def backbone_features(inputs: EmbeddingInputs, paths: Sequence[str], ok: np.ndarray) -> np.ndarray:
     """The cached-features computation of `tasks.models.embeddings.write_embeddings` for these
     images (clean views only), as float32 read back from float16."""
-    from tasks.models.embeddings import clean_features
-
     return clean_features(inputs.spec(), list(paths), ok).astype(np.float32)
 
 
@@ -89,8 +89,6 @@ def model_inputs(recipe: InputsRecipe, paths: Sequence[str], ok: np.ndarray | No
     flags = np.ones(len(paths), bool) if ok is None else np.asarray(ok, bool)
     spec = recipe.inputs
     if isinstance(spec, PixelInputs):
-        from tasks.models.features import load_pixel_matrix
-
         return load_pixel_matrix(list(paths), spec.size, spec.grayscale)
     if isinstance(spec, EmbeddingInputs):
         return backbone_features(spec, paths, flags)

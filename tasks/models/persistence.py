@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tasks.io import atomic_write
+
 #: Suffix of a saved scikit-learn model (``RunFolder.model_file(name, SKLEARN_SUFFIX)``).
 SKLEARN_SUFFIX = ".skops"
 #: Suffix of a saved Keras model.
@@ -33,8 +35,6 @@ class UnsafeModelFile(ValueError):
 def save_model(model: Any, path: Path) -> Path:
     """Write ``model`` to ``path`` in the format its suffix names (``.skops``, written atomically,
     or ``.keras``)."""
-    from tasks.io import atomic_write
-
     path = Path(path)
     if path.suffix == SKLEARN_SUFFIX:
         import skops.io as sio

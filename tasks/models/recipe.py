@@ -21,6 +21,7 @@ these pydantic models: a recipe cannot run code.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tasks.io import atomic_write_json
 from tasks.layout import RunFolder
+from tasks.models.embeddings import EmbeddingSpec
 
 #: Bump when the meaning of a recipe changes (readers refuse versions they do not know).
 RECIPE_VERSION = 1
@@ -64,8 +66,6 @@ class EmbeddingInputs(_Frozen):
 
     def spec(self) -> Any:
         """The `tasks.models.embeddings.EmbeddingSpec` these features were computed with."""
-        from tasks.models.embeddings import EmbeddingSpec
-
         return EmbeddingSpec(**self.model_dump(exclude={"kind", "predict_batch_size"}))
 
 
@@ -108,8 +108,6 @@ class InputsRecipe(_Frozen):
 
 def embedding_inputs(spec: Any, predict_batch_size: int | None = None) -> EmbeddingInputs:
     """The recipe inputs of features computed with ``spec`` (an `EmbeddingSpec`)."""
-    from dataclasses import asdict
-
     return EmbeddingInputs(**asdict(spec), predict_batch_size=predict_batch_size)
 
 

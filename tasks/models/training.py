@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from tasks.models.settings import HeadKind, TransferSettings
+from tasks.progress import ProgressReporter
 
 #: Share of stage 2's steps spent warming the learning rate up (then cosine decay to zero).
 WARMUP_SHARE = 0.1
@@ -198,6 +199,4 @@ class ProgressCallback(keras.callbacks.Callback):
 def progress_reporter(stage: int) -> Any:
     """The run's progress artifact of one stage, ``training-progress-stage-<n>``: one per stage, so
     stage 2's bar never leaves stage 1's behind stuck at "done" under the same key."""
-    from tasks.progress import ProgressReporter
-
     return ProgressReporter(key=f"training-progress-stage-{stage}", description=f"transfer model, stage {stage}")

@@ -14,13 +14,16 @@ pixels). An unusable file is reported with its reason in the output, never fatal
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from tasks.io import atomic_write_text
 from tasks.layout import PredictionFolder
+from tasks.validation.image_scan import read_scan, scan_images
 from tasks.validation.settings import ValidationSettings
+from tasks.validation.tables import prepare_image_table
 
 #: What a folder's image files end with (case-insensitive); other files are ignored.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
@@ -85,15 +88,22 @@ def list_images(source: Path) -> pd.DataFrame:
     raise InputError(f"{source} is neither a folder of images nor a .csv file")
 
 
+@dataclass(frozen=True)
+class CheckedInputs:
+    """The validated input list (``inputs.csv``), how many images it has, how many cannot be used
+    and a few of those with their reason."""
+
+    inputs_path: str
+    images: int
+    unreadable: int
+    unreadable_examples: list[str]
+
+
 def validate_inputs(
     source: Path, prediction_dir: Path, scan_cache: Path, settings: ValidationSettings = ValidationSettings()
-) -> dict[str, Any]:
+) -> CheckedInputs:
     """List and scan the input images; write ``inputs.csv`` (filename, path, image_ok, problem) into
     the prediction folder and return its path with the counts and a few unusable examples."""
-    from tasks.io import atomic_write_text
-    from tasks.validation.image_scan import read_scan, scan_images
-    from tasks.validation.tables import prepare_image_table
-
     folder = PredictionFolder(prediction_dir)
     files = list_images(source)
     atomic_write_text(
@@ -111,12 +121,8 @@ def validate_inputs(
     files["image_ok"] = files["problem"] == ""
     atomic_write_text(folder.inputs, files.loc[:, INPUT_COLUMNS].to_csv(index=False))
     bad = files[~files["image_ok"]]
-    return {
-        "inputs_path": str(folder.inputs),
-        "images": len(files),
-        "unreadable": len(bad),
-        "unreadable_examples": [f"{r.filename}: {r.problem}" for r in bad.head(5).itertuples(index=False)],
-    }
+    examples = [f"{r.filename}: {r.problem}" for r in bad.head(5).itertuples(index=False)]
+    return CheckedInputs(str(folder.inputs), len(files), len(bad), examples)
 
 
 def read_inputs(path: Path) -> pd.DataFrame:

@@ -8,6 +8,7 @@ its row with empty class and probability cells: it is reported, not guessed.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ import pandas as pd
 
 from tasks.io import atomic_write_json, atomic_write_text
 from tasks.layout import PredictionFolder
-from tasks.models.inference import Predicted
+from tasks.logs import get_logger
+from tasks.models.inference import Predicted, load_published, predict_files
 from tasks.predict.inputs import read_inputs
+from tasks.predict.source import ModelSource
 
 #: Decimals kept for probabilities in predictions.csv.
 CSV_DECIMALS = 6
@@ -50,33 +53,54 @@ def class_counts(frame: pd.DataFrame) -> dict[str, int]:
     return {str(name): int(n) for name, n in counts.items()}
 
 
-def predict_inputs(source: dict[str, Any], inputs_path: Path, prediction_dir: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PredictionSummary:
+    """One batch prediction: which model (`ModelSource`'s fields), where its files are, the
+    counts; ``prediction.json`` holds it. The gallery and a few unusable inputs are added once
+    they exist (`tasks.predict.report.publish_prediction`, the flow)."""
+
+    source: str
+    folder: str
+    model: str
+    run: str
+    prediction_dir: str
+    predictions_path: str
+    inputs: str
+    images: int
+    unreadable: int
+    class_counts: dict[str, int]
+    class_names: list[str]
+    gallery: str | None = None
+    unreadable_examples: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def predict_inputs(source: ModelSource, inputs_path: Path, prediction_dir: Path) -> PredictionSummary:
     """Classify the usable images of ``inputs.csv`` with the model ``source`` names
     (`tasks.predict.source.take_model`); write ``predictions.csv`` and ``prediction.json``; return a
     small summary."""
-    from tasks.logs import get_logger
-    from tasks.models.inference import load_published, predict_files
-
-    model = str(source["model"])
+    model = source.model
     inputs = read_inputs(inputs_path)
-    published = load_published(Path(source["folder"]), model)
+    published = load_published(Path(source.folder), model)
     usable = inputs[inputs["image_ok"]]
     get_logger().info("Classifying %d image(s) with %s (%d unusable)", len(usable), model, len(inputs) - len(usable))
     predicted = predict_files(published, usable["path"].tolist())
     frame = prediction_frame(inputs, predicted, published.class_names)
     out = PredictionFolder(prediction_dir)
     atomic_write_text(out.predictions, frame.to_csv(index=False))
-    summary = {
-        **source,
-        "prediction_dir": str(out.root),
-        "predictions_path": str(out.predictions),
-        "inputs": published.recipe.inputs.kind,
-        "images": len(frame),
-        "unreadable": int((~frame["image_ok"]).sum()),
-        "class_counts": class_counts(frame),
-        "class_names": published.class_names,
-    }
-    atomic_write_json(out.record, summary)
+    summary = PredictionSummary(
+        **asdict(source),
+        prediction_dir=str(out.root),
+        predictions_path=str(out.predictions),
+        inputs=published.recipe.inputs.kind,
+        images=len(frame),
+        unreadable=int((~frame["image_ok"]).sum()),
+        class_counts=class_counts(frame),
+        class_names=list(published.class_names),
+    )
+    atomic_write_json(out.record, summary.to_json())
     return summary
 
 

@@ -10,6 +10,7 @@ or task run the artifacts are skipped, as every artifact of the pipeline is.
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,11 @@ import pandas as pd
 
 from tasks.layout import PredictionFolder
 from tasks.logs import printable
-from tasks.predict.output import probability_column, read_prediction_csv
+from tasks.predict.output import PredictionSummary, probability_column, read_prediction_csv
+from tasks.progress import check_artifact_key, in_prefect_run
 from tasks.results.figures import save_figure
 from tasks.results.gallery import thumbnail_grid
-from tasks.results.report import TABLE_DECIMALS
+from tasks.results.report import TABLE_DECIMALS, encode_png
 
 #: Images in the gallery (the first ones, in input order).
 GALLERY_SIZE = 12
@@ -76,19 +78,17 @@ def table_rows(frame: pd.DataFrame, class_names: list[str]) -> list[dict[str, An
     ]
 
 
-def report_markdown(summary: dict[str, Any], frame: pd.DataFrame, gallery: Path | None) -> str:
+def report_markdown(summary: PredictionSummary, frame: pd.DataFrame, gallery: Path | None) -> str:
     """The markdown artifact: model, counts per class, unusable images, gallery, where the files are."""
-    from tasks.results.report import encode_png
-
-    source = "the champion" if summary["source"] == "champion" else "run"
+    source = "the champion" if summary.source == "champion" else "run"
     lines = [
-        f"# Predictions of {summary['model']} ({source} {summary['run']})",
+        f"# Predictions of {summary.model} ({source} {summary.run})",
         "",
-        f"{summary['images']} image(s); {summary['unreadable']} could not be used.",
+        f"{summary.images} image(s); {summary.unreadable} could not be used.",
         "",
         "| class | images |",
         "| --- | --- |",
-        *[f"| {name} | {count} |" for name, count in summary["class_counts"].items()],
+        *[f"| {name} | {count} |" for name, count in summary.class_counts.items()],
     ]
     bad = frame[~frame["image_ok"]].head(10)
     if len(bad):
@@ -96,17 +96,15 @@ def report_markdown(summary: dict[str, Any], frame: pd.DataFrame, gallery: Path 
         lines += [f"- `{printable(row.filename)}`: {row.problem}" for row in bad.itertuples(index=False)]
     if gallery is not None and Path(gallery).is_file():
         lines += ["", "## Gallery", "", f"![gallery](data:image/png;base64,{encode_png(Path(gallery))})"]
-    lines += ["", f"Predictions: `{summary['predictions_path']}`"]
+    lines += ["", f"Predictions: `{summary.predictions_path}`"]
     return "\n".join(lines) + "\n"
 
 
-def publish_prediction(summary: dict[str, Any]) -> dict[str, Any]:
+def publish_prediction(summary: PredictionSummary) -> PredictionSummary:
     """Draw the gallery and publish both artifacts (inside a run); return the summary plus the gallery path."""
-    from tasks.progress import check_artifact_key, in_prefect_run
-
-    folder = PredictionFolder(Path(summary["prediction_dir"]))
+    folder = PredictionFolder(Path(summary.prediction_dir))
     frame = read_prediction_csv(folder.predictions)
-    names = list(summary["class_names"])
+    names = list(summary.class_names)
     gallery = plot_prediction_gallery(frame, names, folder.gallery)
     if in_prefect_run():
         from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -114,13 +112,13 @@ def publish_prediction(summary: dict[str, Any]) -> dict[str, Any]:
         create_table_artifact(  # type: ignore[call-arg]  # Prefect adds _sync at run time
             table=table_rows(frame, names),
             key=check_artifact_key(TABLE_KEY),
-            description=f"First {min(TABLE_ROWS, len(frame))} of {len(frame)} predictions of {summary['model']}",
+            description=f"First {min(TABLE_ROWS, len(frame))} of {len(frame)} predictions of {summary.model}",
             _sync=True,
         )
         create_markdown_artifact(  # type: ignore[call-arg]  # Prefect adds _sync at run time
             markdown=report_markdown(summary, frame, gallery),
             key=check_artifact_key(REPORT_KEY),
-            description=f"{len(frame)} image(s) classified by {summary['model']}",
+            description=f"{len(frame)} image(s) classified by {summary.model}",
             _sync=True,
         )
-    return {**summary, "gallery": str(gallery)}
+    return replace(summary, gallery=str(gallery))

@@ -21,15 +21,32 @@ import contextlib
 import os
 import shutil
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tasks.io import is_disk_full, writing_to
 from tasks.layout import OutputDir, PredictionFolder, RunFolder
 from tasks.logs import get_logger
+from tasks.results.champion import model_files, read_champion
+from tasks.results.promotion import ChampionError, champion_lock, read_json, recover_champion
+from tasks.results.registry import RegistryError, read_registry
+from tasks.tracking.fetch import RegisteredModelError, fetch_version, find_version, is_model_uri
 
 #: The ``model`` parameter's value that names the current champion.
 CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """The model a prediction uses: ``source`` ``champion`` (read from a snapshot ``folder`` of the
+    champion), ``run`` (a run folder) or ``registry`` (a registered MLflow version's files, downloaded
+    into the prediction folder: `tasks.tracking.fetch`), the model's name and the run that trained it."""
+
+    source: str
+    folder: str
+    model: str
+    run: str
 
 
 class PredictionError(ValueError):
@@ -49,6 +66,15 @@ def run_folder_of(output_dir: Path, run_id: str) -> RunFolder:
     return run
 
 
+@contextlib.contextmanager
+def registered_model_errors() -> Iterator[None]:
+    """A registered model that cannot be found or fetched is the user's to fix: one sentence."""
+    try:
+        yield
+    except RegisteredModelError as exc:
+        raise PredictionError(str(exc)) from exc
+
+
 def champion_missing(output_dir: Path) -> str:
     return (
         f"there is no champion in {OutputDir(output_dir).champion.root} yet: train one first "
@@ -63,6 +89,10 @@ def check_request(output_dir: Path, model: str) -> None:
             raise PredictionError(champion_missing(output_dir))
         check_champion(output_dir)
         return
+    if is_model_uri(model):  # a registered MLflow model version (tasks.tracking.fetch)
+        with registered_model_errors():
+            find_version(model, Path(output_dir))
+        return
     run_folder_of(output_dir, model)
 
 
@@ -70,9 +100,6 @@ def check_request(output_dir: Path, model: str) -> None:
 def champion_read_errors(output_dir: Path) -> Iterator[None]:
     """Turn a damaged registry or champion record into `PredictionError`: the user's to fix, so the
     flow ends with its one sentence (an input error) instead of a task's and a flow's tracebacks."""
-    from tasks.results.promotion import ChampionError
-    from tasks.results.registry import RegistryError
-
     try:
         yield
     except RegistryError as exc:
@@ -129,9 +156,6 @@ def registry_settled(output_dir: Path) -> bool:
 def check_champion(output_dir: Path) -> None:
     """The champion's record, files and registry, read without the lock before any work (a
     `PredictionError` saying what to fix); `snapshot_champion` checks the same under the lock."""
-    from tasks.results.champion import read_champion
-    from tasks.results.registry import read_registry
-
     with champion_read_errors(output_dir):
         if registry_settled(output_dir):
             read_registry(output_dir)
@@ -152,11 +176,8 @@ def link_or_copy(source: Path, target: Path) -> None:
             shutil.copy2(source, target)
 
 
-def snapshot_champion(output_dir: Path, prediction_dir: Path) -> dict[str, Any]:
+def snapshot_champion(output_dir: Path, prediction_dir: Path) -> ModelSource:
     """Freeze the champion's record, metrics and model files into the prediction folder (module docstring)."""
-    from tasks.results.champion import model_files, read_champion
-    from tasks.results.promotion import champion_lock, recover_champion
-
     output = OutputDir(output_dir)
     snapshot = PredictionFolder(prediction_dir).model_snapshot
     with champion_lock(output.root), champion_read_errors(output.root):
@@ -170,17 +191,21 @@ def snapshot_champion(output_dir: Path, prediction_dir: Path) -> dict[str, Any]:
         files = [champion.champion_record, champion.metrics, *model_files(champion.root, record["model"])]
         for path in files:
             link_or_copy(path, snapshot.root / path.relative_to(champion.root))
-    return {"source": CHAMPION, "folder": str(snapshot.root), "model": str(record["model"]), "run": str(record["run"])}
+    return ModelSource(CHAMPION, str(snapshot.root), str(record["model"]), str(record["run"]))
 
 
-def take_model(output_dir: Path, model: str, prediction_dir: Path) -> dict[str, Any]:
+def take_model(output_dir: Path, model: str, prediction_dir: Path) -> ModelSource:
     """The folder to load from, the model's name and its run: a champion snapshot or a run folder."""
     if model == CHAMPION:
         return snapshot_champion(output_dir, prediction_dir)
-    from tasks.results.promotion import read_json
+    if is_model_uri(model):  # downloaded into the prediction folder, loaded like a run folder's files
+        snapshot = PredictionFolder(prediction_dir).model_snapshot.root
+        with registered_model_errors():
+            version = fetch_version(model, Path(output_dir), snapshot)
+        return ModelSource("registry", str(snapshot), version.tags["model"], version.tags.get("run_folder", model))
 
     run = run_folder_of(output_dir, model)
     best = read_json(run.metrics).get("best_model")
     if not isinstance(best, str):
         raise PredictionError(f"{run.metrics} names no best_model; pick another run")
-    return {"source": "run", "folder": str(run.root), "model": best, "run": run.root.name}
+    return ModelSource("run", str(run.root), best, run.root.name)

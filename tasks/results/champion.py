@@ -19,7 +19,6 @@ calls first, finishes or undoes whatever a crash interrupted.
 from __future__ import annotations
 
 import secrets
-import shutil
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -33,10 +32,13 @@ from tasks.io import atomic_write_json, copy_file, fingerprint_files, fingerprin
 from tasks.layout import OutputDir, RunFolder
 from tasks.logs import get_logger
 from tasks.models.drift_reference import verify_drift_reference
+from tasks.results.export_check import ExportCheckFailed, check_exported_model
 from tasks.results.gate import Decision
 from tasks.results.promotion import ChampionError, Promotion, champion_lock, read_json, recover_champion
 from tasks.results.registry import append_registry, registry_entry
+from tasks.results.rescore import decide_on_shared_images
 from tasks.results.settings import GateSettings
+from tasks.results.submission import SubmissionError, publish_submission
 
 
 def fingerprint_split(run_dir: Path) -> str:
@@ -129,14 +131,14 @@ def expected_test_filenames(run_dir: Path) -> list[str]:
 
 def build_champion(run_dir: Path, staging: Path, record: dict[str, Any]) -> dict[str, Any]:
     """Fill ``staging`` with the run's champion files; the submission is checked as it is published."""
-    from tasks.results.submission import publish_submission
-
     run, built = RunFolder(run_dir), RunFolder(staging)
     check_confined(staging).mkdir(parents=True, exist_ok=False)
     copy_file(run.metrics, built.metrics)
     copy_file(run.split, built.split)
     if verify_drift_reference(run.drift_reference):  # checked: a damaged one is left out, with a warning
-        shutil.copy2(run.drift_reference, built.drift_reference)
+        copy_file(run.drift_reference, built.drift_reference)
+    if run.predictions_of(record["model"]).is_file():  # the gate's paired bootstrap reads them (rescore)
+        copy_file(run.predictions_of(record["model"]), built.predictions_of(record["model"]))
     submission_path = run.submission
     if not submission_path.is_file():
         raise ChampionError(f"{submission_path} not found: a champion needs the run's submission")
@@ -166,8 +168,6 @@ def build_and_check(run_dir: Path, staging: Path, record: dict[str, Any], settin
     """`build_champion`, then the exported-model check on the STAGED files (a fresh process must reload
     them and reproduce the run's hold-out predictions, `tasks.results.export_check`), before anything
     is swapped in; its outcome is added to the staged champion.json. Raises `ExportCheckFailed`."""
-    from tasks.results.export_check import check_exported_model
-
     built = build_champion(run_dir, staging, record)
     outcome = check_exported_model(
         run_dir, staging, built["model"], settings.export_check_rows, settings.export_check_timeout_s
@@ -207,10 +207,6 @@ def promote_run(
     reload in a fresh process and reproduce the run's hold-out predictions (`build_and_check`) is not
     promoted either (forced or not); the returned decision and the registry line say why.
     """
-    from tasks.results.export_check import ExportCheckFailed
-    from tasks.results.rescore import decide_on_shared_images
-    from tasks.results.submission import SubmissionError
-
     run_dir = Path(run_dir).resolve()
     output = OutputDir(output_dir)
     with champion_lock(output_dir):
@@ -218,48 +214,66 @@ def promote_run(
             get_logger().warning("Champion recovery: %s", action)
         challenger = describe_run(run_dir, data_fingerprint)
         champion = read_champion(output_dir)
-        decision = decide_on_shared_images(challenger, champion, settings, output.champion.root)
-        if settings.force_promote and not decision.promote:
-            decision = Decision(
-                True,
-                f"forced (--force-promote); the gate said: {decision.reason}",
-                run=decision.run,
-                champion_before=decision.champion_before,
-                forced=True,
-            )
-        target = output.champion.root
+        decision = gate_decision(challenger, champion, settings, output.champion.root)
         if not decision.promote:
-            kept = replace(decision, champion_dir=str(target) if champion is not None else None)
+            kept = replace(decision, champion_dir=str(output.champion.root) if champion is not None else None)
             return record_decision(run_dir, output_dir, challenger, kept)
-        promoted = replace(decision, champion_dir=str(target))
-        promotion_id = secrets.token_hex(6)
-        promotion = Promotion(
-            output,
-            promotion_id,
-            challenger["run"],
+        return carry_out_promotion(
             run_dir,
-            decision.champion_before,
-            registry_entry(challenger, promoted, True, promotion_id),
-            promoted.to_dict(),
+            output,
+            challenger,
+            replace(decision, champion_dir=str(output.champion.root)),
+            settings,
+            champion is not None,
         )
-        record = {**challenger, "forced": decision.forced, "promotion_id": promotion_id}
-        try:
-            promotion.build(lambda staging: build_and_check(run_dir, staging, record, settings))
-        except SubmissionError as exc:
-            refused = Decision(
-                False, f"promotion refused: {exc}", run=decision.run, champion_before=decision.champion_before
-            )
-            record_decision(run_dir, output_dir, challenger, refused)
-            raise
-        except ExportCheckFailed as exc:  # the staging folder is gone (Promotion.build); the champion untouched
-            refused = Decision(
-                False,
-                f"not promoted: the exported-model check failed: {exc}.",
-                run=decision.run,
-                champion_before=decision.champion_before,
-                champion_dir=str(target) if champion is not None else None,
-            )
-            return record_decision(run_dir, output_dir, challenger, refused)
-        promotion.carry_out()
-        get_logger().info("Run %s promoted to champion (%s): %s", challenger["run"], target, promoted.reason)
-        return promoted
+
+
+def gate_decision(
+    challenger: Mapping[str, Any], champion: Mapping[str, Any] | None, settings: GateSettings, champion_dir: Path
+) -> Decision:
+    """The gate's verdict (the champion re-scored on the challenger's hold-out when the data
+    differ: `tasks.results.rescore`), overruled by ``--force-promote`` with the reason kept."""
+    decision = decide_on_shared_images(challenger, champion, settings, champion_dir)
+    if settings.force_promote and not decision.promote:
+        return Decision(
+            True,
+            f"forced (--force-promote); the gate said: {decision.reason}",
+            run=decision.run,
+            champion_before=decision.champion_before,
+            forced=True,
+        )
+    return decision
+
+
+def carry_out_promotion(
+    run_dir: Path,
+    output: OutputDir,
+    challenger: Mapping[str, Any],
+    promoted: Decision,
+    settings: GateSettings,
+    had_champion: bool,
+) -> Decision:
+    """Build, check and swap in the new champion (`tasks.results.promotion.Promotion`). A submission
+    that fails its checks is recorded as kept and raised; a model that fails the exported-model
+    check is recorded and returned as not promoted (the staging folder is gone, the champion untouched)."""
+    promotion_id = secrets.token_hex(6)
+    entry = registry_entry(challenger, promoted, True, promotion_id)
+    promotion = Promotion(
+        output, promotion_id, challenger["run"], run_dir, promoted.champion_before, entry, promoted.to_dict()
+    )
+    record = {**challenger, "forced": promoted.forced, "promotion_id": promotion_id}
+    refused = Decision(False, "", run=promoted.run, champion_before=promoted.champion_before)
+    try:
+        promotion.build(lambda staging: build_and_check(run_dir, staging, record, settings))
+    except SubmissionError as exc:
+        record_decision(run_dir, output.root, challenger, replace(refused, reason=f"promotion refused: {exc}"))
+        raise
+    except ExportCheckFailed as exc:
+        reason = f"not promoted: the exported-model check failed: {exc}."
+        champion_dir = str(output.champion.root) if had_champion else None
+        return record_decision(
+            run_dir, output.root, challenger, replace(refused, reason=reason, champion_dir=champion_dir)
+        )
+    promotion.carry_out()
+    get_logger().info("Run %s promoted to champion (%s): %s", challenger["run"], output.champion.root, promoted.reason)
+    return promoted

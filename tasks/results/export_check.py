@@ -34,8 +34,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tasks.data.dataset import image_ok_flags
+from tasks.data.splitting import ROLE_HOLDOUT, read_table
 from tasks.layout import RunFolder
-from tasks.models.recipe import has_recipes
+from tasks.models.predictions import read_predictions
+from tasks.models.recipe import RecipeError, has_recipes, read_recipe
 
 #: The repository root: the child runs there, so ``-m tasks...`` is this code, whatever the caller's cwd.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -71,10 +74,6 @@ def evenly_spaced(n: int, limit: int) -> np.ndarray:
 
 def check_rows(run_dir: Path, model: str, limit: int) -> pd.DataFrame:
     """The hold-out images the check predicts: filename, path, ok flag and the recorded ``pred``."""
-    from tasks.data.dataset import image_ok_flags
-    from tasks.data.splitting import ROLE_HOLDOUT, read_table
-    from tasks.models.predictions import read_predictions
-
     run = RunFolder(run_dir)
     recorded = read_predictions(run.predictions_of(model))
     holdout = recorded[recorded["role"] == ROLE_HOLDOUT].reset_index(drop=True)
@@ -91,8 +90,6 @@ def check_files(staging: Path, model: str) -> None:
     """What can be checked in milliseconds before a process is started: the staged recipe parses and
     names a model file that is a complete zip archive (``.keras`` and ``.skops`` both are: a truncated
     or garbled copy fails its central directory or a member's CRC)."""
-    from tasks.models.recipe import RecipeError, read_recipe
-
     try:
         recipe = read_recipe(staging, model)
     except RecipeError as exc:

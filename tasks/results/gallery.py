@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from tasks.data.splitting import ROLE_HOLDOUT, read_table
 from tasks.layout import RunFolder
+from tasks.models.predictions import read_predictions
 from tasks.results.figures import save_figure
 
 #: Hold-out images shown in the misclassified gallery.
@@ -106,9 +108,6 @@ def pick_misclassified(wrong: pd.DataFrame, target: str, limit: int = GALLERY_SI
 
 def misclassified_items(run_dir: Path, metrics: dict[str, Any]) -> tuple[list[tuple[str, str, str]], int]:
     """(image path, true name, predicted name) of the best model's wrong hold-out rows, and how many."""
-    from tasks.data.splitting import ROLE_HOLDOUT, read_table
-    from tasks.models.predictions import read_predictions
-
     target, best, names = metrics["target"], metrics["best_model"], metrics["class_names"]
     run = RunFolder(run_dir)
     table = read_table(run.table)

@@ -11,7 +11,14 @@ Rules (`decide_promotion`), in order:
    fraction/mode and data (the champion's split.csv is kept for reference), or pass
    ``--force-promote`` to replace the champion anyway;
 4. the challenger's hold-out macro-F1 must beat the champion's by more than ``min_improvement``
-   (a tie keeps the champion: replacing a model costs trust, so it needs a reason);
+   beyond noise: both models' predictions of the same hold-out images are resampled together
+   (a paired, stratified bootstrap, `tasks.results.bootstrap.paired_difference`) and the lower
+   bound of the ``confidence`` interval of the macro-F1 difference must be above
+   ``min_improvement``. On the rare classes one image moves macro-F1 by hundredths, so a
+   positive difference alone is often luck. When the paired predictions are not available (a
+   champion whose run folder is gone, predictions that do not reproduce the recorded scores), the
+   point difference decides, and the reason says so. A tie keeps the champion: replacing a model
+   costs trust, so it needs a reason;
 5. no class's F1 may drop by more than ``max_class_f1_drop`` (the worst class is named).
 
 Plain functions on the two records (`tasks.results.champion.describe_run` builds them); promotion
@@ -24,6 +31,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
+from tasks.results.bootstrap import PairedDifference, paired_difference
 from tasks.results.settings import GateSettings
 
 #: Float noise allowance when comparing scores (F1 values are ratios of small integers).
@@ -43,6 +53,18 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class PairedHoldout:
+    """Both models' predictions of the same hold-out images, aligned with their true labels, and
+    where the champion's came from (for the reason)."""
+
+    truth: np.ndarray
+    challenger: np.ndarray
+    champion: np.ndarray
+    n_classes: int
+    source: str
 
 
 def worst_class_drop(challenger: Mapping[str, Any], champion: Mapping[str, Any]) -> tuple[str, float, float, float]:
@@ -80,10 +102,34 @@ def comparability_problem(challenger: Mapping[str, Any], champion: Mapping[str, 
     return None
 
 
+def paired_evidence(paired: PairedHoldout | str | None, gain: float, settings: GateSettings) -> PairedDifference | str:
+    """The paired bootstrap of the macro-F1 difference, or why there is none (``paired`` may already
+    say why). Predictions that do not reproduce the records' difference are not used."""
+    if paired is None:
+        return "the two models' predictions of the same hold-out images were not given"
+    if isinstance(paired, str):
+        return paired
+    evidence = paired_difference(
+        paired.truth, paired.challenger, paired.champion, paired.n_classes, level=settings.confidence
+    )
+    if abs(evidence.difference - gain) > 1e-6:
+        return (
+            f"the predictions read ({paired.source}) give a difference of {evidence.difference:+.4f}, not the "
+            f"recorded {gain:+.4f}"
+        )
+    return evidence
+
+
 def decide_promotion(
-    challenger: Mapping[str, Any], champion: Mapping[str, Any] | None, settings: GateSettings = GateSettings()
+    challenger: Mapping[str, Any],
+    champion: Mapping[str, Any] | None,
+    settings: GateSettings = GateSettings(),
+    paired: PairedHoldout | str | None = None,
 ) -> Decision:
-    """Whether the challenger replaces the champion, and why (rules in the module docstring)."""
+    """Whether the challenger replaces the champion, and why (rules in the module docstring).
+
+    ``paired``: both models' predictions of the same hold-out images (the noise-aware rule 4), or
+    why they are not available (the point difference decides, and the reason says why)."""
     run = challenger.get("run")
     if champion is None:
         return Decision(True, "no champion yet", run=run)
@@ -93,12 +139,25 @@ def decide_promotion(
         return Decision(False, f"not compared: {problem}.", run=run, champion_before=before)
     new, old = challenger["metrics"]["macro_f1"], champion["metrics"]["macro_f1"]
     gain = new - old
-    if gain <= settings.min_improvement + TOLERANCE:
+    evidence = paired_evidence(paired, gain, settings)
+    if isinstance(evidence, PairedDifference):
+        low, high = evidence.interval.low, evidence.interval.high
+        margin = low
+        measured = (
+            f"difference {gain:+.4f}, {evidence.interval.level:.0%} interval [{low:+.4f}, {high:+.4f}] "
+            f"by a paired bootstrap over {evidence.resamples} resamples of the same {evidence.images} hold-out images"
+        )
+        bound, noise = f"the interval's lower bound {low:+.4f}", " beyond noise"
+    else:
+        margin = gain
+        measured = f"difference {gain:+.4f}; point comparison only, no interval: {evidence}"
+        bound, noise = f"the difference {gain:+.4f}", ""
+    if margin <= settings.min_improvement + TOLERANCE:
         return Decision(
             False,
             f"hold-out macro-F1 {new:.4f} ({challenger['model']}) does not beat the champion's {old:.4f} "
-            f"({champion['model']}, run {before}) by more than {settings.min_improvement:.4f} "
-            f"(difference {gain:+.4f}).",
+            f"({champion['model']}, run {before}) by more than {settings.min_improvement:.4f}{noise}: "
+            f"{bound} is not above it ({measured}).",
             run=run,
             champion_before=before,
         )
@@ -114,8 +173,8 @@ def decide_promotion(
     worst = f"worst class change: {name} {-drop:+.4f}" if name else "no per-class scores"
     return Decision(
         True,
-        f"hold-out macro-F1 {new:.4f} beats the champion's {old:.4f} (run {before}) by {gain:+.4f} "
-        f"(> {settings.min_improvement:.4f}) and no class F1 drops by more than "
+        f"hold-out macro-F1 {new:.4f} beats the champion's {old:.4f} (run {before}): {bound} is above "
+        f"{settings.min_improvement:.4f} ({measured}), and no class F1 drops by more than "
         f"{settings.max_class_f1_drop:.4f} ({worst}).",
         run=run,
         champion_before=before,

@@ -248,11 +248,35 @@ def color_cycle(k: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(k)]
 
 
+def error_bars(values: np.ndarray, intervals: list[dict[str, Any]]) -> np.ndarray | None:
+    """(2, n) distances below and above each value to its interval's ends; None unless every row has one."""
+    if not intervals or not all(intervals):
+        return None
+    low = np.array([float(ci["low"]) for ci in intervals])
+    high = np.array([float(ci["high"]) for ci in intervals])
+    return np.clip(np.vstack([values - low, high - values]), 0, None)
+
+
+def label_bars(
+    axes: Any, bars: Any, values: np.ndarray, intervals: list[dict[str, Any]], errors: np.ndarray | None
+) -> None:
+    """Each macro-F1 bar's value (and interval) written just past its end (or its error bar's)."""
+    texts = [
+        f"{v:.3f}" + (f" [{ci['low']:.2f}, {ci['high']:.2f}]" if errors is not None and ci else "")
+        for v, ci in zip(values, intervals)
+    ]
+    ends = values if errors is None else values + errors[1]
+    for bar, x, text in zip(bars, ends, texts):
+        axes.text(x + 0.01, bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=8)
+
+
 def plot_model_comparison(rows: Sequence[dict[str, Any]], majority: dict[str, float] | None, path: Path) -> Path:
     """Accuracy, macro-F1 and weighted-F1 of every model, best first, against the majority reference.
 
     The dashed line is what predicting the most frequent class scores: a model near it has
-    learned nothing, whatever its accuracy looks like on imbalanced data.
+    learned nothing, whatever its accuracy looks like on imbalanced data. Error bars are the
+    rows' bootstrap intervals (``macro_f1_ci``, ``accuracy_ci``) where they have them; the
+    macro-F1 label then quotes the interval too.
     """
     if not rows:
         raise ValueError("no models to compare")
@@ -266,11 +290,24 @@ def plot_model_comparison(rows: Sequence[dict[str, Any]], majority: dict[str, fl
     axes = figure.subplots()
     positions = np.arange(len(models))
     height = 0.26
+    levels: set[float] = set()
     for i, (key, label, colour) in enumerate(metrics):
-        values = [float(r[key]) for r in rows]
-        bars = axes.barh(positions - height + i * height, values, height, label=label, color=colour)
+        values = np.array([float(r[key]) for r in rows])
+        intervals: list[dict[str, Any]] = [r.get(f"{key}_ci") or {} for r in rows]
+        errors = error_bars(values, intervals)
+        if errors is not None:
+            levels |= {float(ci["level"]) for ci in intervals}
+        bars = axes.barh(
+            positions - height + i * height,
+            values,
+            height,
+            label=label,
+            color=colour,
+            xerr=errors,
+            error_kw={"ecolor": "#333333", "elinewidth": 0.8, "capsize": 2},
+        )
         if key == "macro_f1":
-            axes.bar_label(bars, fmt="%.3f", padding=2, fontsize=8)
+            label_bars(axes, bars, values, intervals, errors)
     if majority is not None and "macro_f1" in majority:
         axes.axvline(
             majority["macro_f1"],
@@ -281,8 +318,12 @@ def plot_model_comparison(rows: Sequence[dict[str, Any]], majority: dict[str, fl
         )
     axes.set_yticks(positions, labels=models)
     axes.invert_yaxis()
-    axes.set_xlim(0, 1.1)
-    axes.set_xlabel("score on the hold-out (0 to 1)")
+    axes.set_xlim(0, 1.25 if levels else 1.1)
+    shown = ", ".join(f"{level:.0%}" for level in sorted(levels))
+    axes.set_xlabel(
+        "score on the hold-out (0 to 1)"
+        + (f"; error bars: {shown} bootstrap interval over its images" if levels else "")
+    )
     axes.set_title("Model comparison on the same hold-out (best macro-F1 first)", fontsize=11)
     axes.grid(axis="x", alpha=0.3)
     figure.legend(fontsize=8, loc="outside lower center", ncol=4, frameon=False)
@@ -294,6 +335,10 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+#: A plot to draw into the path it is given, or why it is skipped.
+PlotJob = Callable[[Path], Path] | str
+
+
 def make_run_plots(run_dir: Path) -> dict[str, Path]:
     """Draw every plot the run folder has inputs for into ``<run>/plots/``; return name -> path.
 
@@ -301,60 +346,66 @@ def make_run_plots(run_dir: Path) -> dict[str, Path]:
     trained, no ``resampling.json``) is skipped with a log line and no file; a plot that fails
     to draw is logged and skipped, so one bad input never costs the run its other plots.
     """
-    run_dir = Path(run_dir)
-    run = RunFolder(run_dir)
+    run = RunFolder(Path(run_dir))
+    if not run.metrics.is_file():
+        raise FileNotFoundError(f"{run.metrics} not found: plots need a finished evaluation")
+    metrics = read_json(run.metrics)
+    jobs = {**training_plot_jobs(run, metrics["class_names"]), **score_plot_jobs(run, metrics)}
     logger = get_logger()
-    metrics_path = run.metrics
-    if not metrics_path.is_file():
-        raise FileNotFoundError(f"{metrics_path} not found: plots need a finished evaluation")
-    metrics = read_json(metrics_path)
-    names = metrics["class_names"]
-    best = metrics["best_model"]
-    folder = run.plots
-    jobs: dict[str, Callable[[Path], Path] | str] = {}
-
-    resampling = run.resampling
-    if resampling.is_file():
-        counts = read_json(resampling)
-        jobs["class_distribution"] = lambda p: plot_class_distribution(
-            names, counts["before"], counts["after"], counts.get("strategy", "none"), p
-        )
-    else:
-        jobs["class_distribution"] = f"no {resampling.name} (the transfer model was not trained)"
-    history_path = run.training_history
-    if history_path.is_file():
-        jobs["training_curves"] = lambda p: plot_training_curves(read_json(history_path), p)
-    else:
-        jobs["training_curves"] = f"no {history_path.name} (the transfer model was not trained)"
-    best_metrics = metrics["models"][best]
-    jobs["confusion_matrix"] = lambda p: plot_confusion_matrix(
-        best_metrics["confusion_matrix_normalised"], names, best, p, counts=best_metrics.get("confusion_matrix")
-    )
-    per_class: dict[str, Sequence[float]] = {
-        r["model"]: [c["f1"] for c in metrics["models"][r["model"]]["per_class"]] for r in metrics["comparison"]
-    }
-    jobs["per_class_f1"] = lambda p: plot_per_class_f1(per_class, names, p)
-    jobs["model_comparison"] = lambda p: plot_model_comparison(
-        metrics["comparison"], metrics.get("majority_reference"), p
-    )
-    if run.table.is_file() and run.predictions_of(best).is_file():
-
-        def gallery(p: Path) -> Path:
-            items, total = misclassified_items(run_dir, metrics)
-            return plot_misclassified_gallery(items, p, model=best, total_wrong=total)
-
-        jobs["misclassified"] = gallery
-    else:
-        jobs["misclassified"] = f"no {run.table.name} or {run.predictions_of(best).relative_to(run.root)}"
-
     plots: dict[str, Path] = {}
     for name, job in jobs.items():
         if isinstance(job, str):
             logger.info("Plot %s skipped: %s", name, job)
             continue
         try:
-            plots[name] = job(folder / f"{name}.png")
+            plots[name] = job(run.plots / f"{name}.png")
         except Exception as exc:  # one bad plot must not cost the run its other plots
             logger.warning("Plot %s failed: %s: %s", name, type(exc).__name__, exc)
-    logger.info("Wrote %d plot(s) to %s", len(plots), folder)
+    logger.info("Wrote %d plot(s) to %s", len(plots), run.plots)
     return plots
+
+
+def training_plot_jobs(run: RunFolder, names: Sequence[str]) -> dict[str, PlotJob]:
+    """The class distribution before/after resampling and the training curves (transfer model only)."""
+    jobs: dict[str, PlotJob] = {}
+    if run.resampling.is_file():
+        counts = read_json(run.resampling)
+        jobs["class_distribution"] = lambda p: plot_class_distribution(
+            names, counts["before"], counts["after"], counts.get("strategy", "none"), p
+        )
+    else:
+        jobs["class_distribution"] = f"no {run.resampling.name} (the transfer model was not trained)"
+    if run.training_history.is_file():
+        jobs["training_curves"] = lambda p: plot_training_curves(read_json(run.training_history), p)
+    else:
+        jobs["training_curves"] = f"no {run.training_history.name} (the transfer model was not trained)"
+    return jobs
+
+
+def score_plot_jobs(run: RunFolder, metrics: dict[str, Any]) -> dict[str, PlotJob]:
+    """The best model's confusion matrix, every model's per-class F1 and scores, and the best
+    model's misclassified hold-out images."""
+    names, best = metrics["class_names"], metrics["best_model"]
+    best_metrics = metrics["models"][best]
+    per_class: dict[str, Sequence[float]] = {
+        r["model"]: [c["f1"] for c in metrics["models"][r["model"]]["per_class"]] for r in metrics["comparison"]
+    }
+    jobs: dict[str, PlotJob] = {
+        "confusion_matrix": lambda p: plot_confusion_matrix(
+            best_metrics["confusion_matrix_normalised"], names, best, p, counts=best_metrics.get("confusion_matrix")
+        ),
+        "per_class_f1": lambda p: plot_per_class_f1(per_class, names, p),
+        "model_comparison": lambda p: plot_model_comparison(
+            metrics["comparison"], metrics.get("majority_reference"), p
+        ),
+    }
+    if run.table.is_file() and run.predictions_of(best).is_file():
+
+        def gallery(p: Path) -> Path:
+            items, total = misclassified_items(run.root, metrics)
+            return plot_misclassified_gallery(items, p, model=best, total_wrong=total)
+
+        jobs["misclassified"] = gallery
+    else:
+        jobs["misclassified"] = f"no {run.table.name} or {run.predictions_of(best).relative_to(run.root)}"
+    return jobs

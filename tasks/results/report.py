@@ -21,6 +21,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks.audit.publish import audit_markdown
 from tasks.layout import RunFolder
 from tasks.logs import get_logger
 from tasks.progress import check_artifact_key, in_prefect_run
@@ -90,8 +91,26 @@ def per_class_table(metrics: Mapping[str, Any], model: str | None = None) -> lis
     ]
 
 
+def interval_cells(row: Mapping[str, Any]) -> dict[str, float | None]:
+    """``<score>_low`` / ``<score>_high`` of the row's bootstrap intervals (None where it has none)."""
+    cells: dict[str, float | None] = {}
+    for score in ("macro_f1", "accuracy"):
+        interval = row.get(f"{score}_ci") or {}
+        for end in ("low", "high"):
+            cells[f"{score}_{end}"] = round(float(interval[end]), TABLE_DECIMALS) if end in interval else None
+    return cells
+
+
+def with_interval(row: Mapping[str, Any], score: str) -> str:
+    """``0.788 [0.74, 0.83]`` (a comparison_table row), or ``0.788`` without an interval."""
+    low, high = row.get(f"{score}_low"), row.get(f"{score}_high")
+    text = f"{row[score]:.3f}"
+    return f"{text} [{low:.2f}, {high:.2f}]" if low is not None and high is not None else text
+
+
 def comparison_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per model, best macro-F1 first, then the majority-class reference for scale."""
+    """One row per model, best macro-F1 first, then the majority-class reference for scale; bootstrap
+    interval ends (``macro_f1_low`` ...) where ``metrics.json`` has them."""
     rows = [
         {
             "rank": i + 1,
@@ -99,6 +118,7 @@ def comparison_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
             "macro_f1": round(float(r["macro_f1"]), TABLE_DECIMALS),
             "accuracy": round(float(r["accuracy"]), TABLE_DECIMALS),
             "weighted_f1": round(float(r["weighted_f1"]), TABLE_DECIMALS),
+            **interval_cells(r),
         }
         for i, r in enumerate(metrics["comparison"])
     ]
@@ -111,6 +131,7 @@ def comparison_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "macro_f1": round(float(reference["macro_f1"]), TABLE_DECIMALS),
                 "accuracy": round(float(reference["accuracy"]), TABLE_DECIMALS),
                 "weighted_f1": round(float(reference["weighted_f1"]), TABLE_DECIMALS),
+                **interval_cells({}),
             }
         )
     return rows
@@ -137,10 +158,14 @@ def format_headline(metrics: Mapping[str, Any]) -> list[str]:
     best = metrics["best_model"]
     scores = metrics["models"][best]
     reference = metrics.get("majority_reference") or {}
+    spans = {
+        score: f" ({ci['level']:.0%} interval {ci['low']:.3f} to {ci['high']:.3f})" if ci else ""
+        for score, ci in ((s, scores.get(f"{s}_ci")) for s in ("macro_f1", "accuracy"))
+    }
     lines = [
-        f"**Best model:** `{best}`: hold-out macro-F1 **{scores['macro_f1']:.3f}**, accuracy "
-        f"{scores['accuracy']:.3f}, weighted-F1 {scores['weighted_f1']:.3f} on {metrics['holdout_size']:,} "
-        f"hold-out images ({len(metrics['class_names'])} {metrics['target']} classes).",
+        f"**Best model:** `{best}`: hold-out macro-F1 **{scores['macro_f1']:.3f}**{spans['macro_f1']}, accuracy "
+        f"{scores['accuracy']:.3f}{spans['accuracy']}, weighted-F1 {scores['weighted_f1']:.3f} on "
+        f"{metrics['holdout_size']:,} hold-out images ({len(metrics['class_names'])} {metrics['target']} classes).",
     ]
     if reference:
         lines.append(
@@ -209,15 +234,24 @@ def build_run_report(run_dir: Path, plots: Mapping[str, Path], extra: Mapping[st
         "",
         "## Models on the same hold-out",
         "",
-        "| rank | model | macro-F1 | accuracy | weighted-F1 |",
+        "| rank | model | macro-F1 [interval] | accuracy [interval] | weighted-F1 |",
         "|---:|---|---:|---:|---:|",
     ]
     for row in comparison_table(metrics):
         rank = row["rank"] if row["rank"] is not None else ""
         lines.append(
-            f"| {rank} | {markdown_cell(row['model'])} | {row['macro_f1']:.3f} | {row['accuracy']:.3f} | "
-            f"{row['weighted_f1']:.3f} |"
+            f"| {rank} | {markdown_cell(row['model'])} | {with_interval(row, 'macro_f1')} | "
+            f"{with_interval(row, 'accuracy')} | {row['weighted_f1']:.3f} |"
         )
+    if "bootstrap" in metrics:
+        boot = metrics["bootstrap"]
+        lines += [
+            "",
+            f"Intervals: {boot['level']:.0%} percentile intervals from {boot['resamples']:,} bootstrap resamples "
+            f"of the hold-out images, stratified by true class (seed {boot['seed']}). Models whose intervals "
+            f"overlap much may differ by luck; the champion gate compares two models on the same resampled images.",
+        ]
+    lines += audit_section(run_dir)
     lines += [""] + format_locations(run_dir, extra)
     known = {"decision", "data_docs", "champion_dir", "submission", "provenance"}
     others = {k: v for k, v in extra.items() if k not in known and v is not None}
@@ -232,6 +266,17 @@ def build_run_report(run_dir: Path, plots: Mapping[str, Path], extra: Mapping[st
         title = PLOT_TITLES.get(name, name.replace("_", " ").capitalize())
         lines += ["", f"### {title}", "", f"![{title}](data:image/png;base64,{encode_png(path)})", f"*File: `{path}`*"]
     return "\n".join(lines) + "\n"
+
+
+def audit_section(run_dir: Path) -> list[str]:
+    """The data audit's section and gallery (tasks.audit), when the run audited its data."""
+    run = RunFolder(run_dir)
+    if not run.audit_summary.is_file():
+        return []
+    lines = ["", audit_markdown(run_dir)]
+    if run.audit_gallery.is_file():
+        lines += ["", f"![Data audit gallery](data:image/png;base64,{encode_png(run.audit_gallery)})"]
+    return lines
 
 
 def publish_run_artifacts(run_dir: Path, plots: Mapping[str, Path], extra: dict | None = None) -> dict[str, str]:

@@ -10,18 +10,33 @@ Only hold-out images the champion never trained on are used (its ``split.csv`` l
 role): scoring a model on its own training images would flatter it. Both models are scored on
 exactly those images, with the challenger's labels, by the evaluation code of every run
 (`tasks.results.evaluation`), and the gate's usual rules decide on those figures.
+
+The gate's noise-aware rule needs both models' predictions of the same images: after re-scoring
+they are the ones just made; when the scores are comparable as recorded (same hold-out, same
+data), `recorded_pairs` reads them from the predictions files, the champion's from the champion
+folder if it keeps them, else from its run folder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from tasks.data.dataset import image_ok_flags
+from tasks.data.splitting import ROLE_HOLDOUT, ROLE_TRAIN, read_split, read_table
 from tasks.layout import RunFolder
+from tasks.models.inference import predict_images
+from tasks.models.predictions import holdout_truth_and_pred, read_predictions
+from tasks.models.recipe import has_recipes
+from tasks.results.evaluation import evaluate_predictions
+from tasks.results.gate import PairedHoldout, comparability_problem, decide_promotion
 
+#: Why a forced promotion's reason quotes no interval.
+FORCED = "not computed for a forced promotion (--force-promote)"
 #: Fewest shared hold-out images a comparison may rest on.
 MIN_SHARED_IMAGES = 20
 
@@ -32,9 +47,6 @@ class RescoreError(RuntimeError):
 
 def shared_holdout(run_dir: Path, champion_dir: Path) -> pd.DataFrame:
     """The challenger's hold-out rows of its table (with an ``ok`` column) the champion never trained on."""
-    from tasks.data.dataset import image_ok_flags
-    from tasks.data.splitting import ROLE_HOLDOUT, ROLE_TRAIN, read_split, read_table
-
     table = read_table(RunFolder(run_dir).table)
     holdout = table[table["role"] == ROLE_HOLDOUT].assign(ok=lambda t: image_ok_flags(t))
     champion_split = RunFolder(champion_dir).split
@@ -62,16 +74,34 @@ def gate_metrics(scores: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def recorded_pairs(
+    challenger: Mapping[str, Any], champion: Mapping[str, Any], champion_dir: Path
+) -> PairedHoldout | str:
+    """Both models' recorded predictions of the challenger's hold-out (for comparable records: the
+    same images), or why they cannot be read."""
+    model = champion["model"]
+    candidates = [RunFolder(champion_dir).predictions_of(model)]
+    if champion.get("run_dir"):
+        candidates.append(RunFolder(Path(champion["run_dir"])).predictions_of(model))
+    found = next((path for path in candidates if path.is_file()), None)
+    if found is None:
+        return f"the champion's hold-out predictions were not found ({' nor '.join(map(str, candidates))})"
+    ours = RunFolder(Path(challenger["run_dir"])).predictions_of(challenger["model"])
+    try:
+        table = read_table(RunFolder(Path(challenger["run_dir"])).table)
+        truth, our_pred = holdout_truth_and_pred(table, read_predictions(ours), challenger["target"])
+        _, their_pred = holdout_truth_and_pred(table, read_predictions(found), challenger["target"])
+    except (OSError, ValueError, KeyError) as exc:  # missing, damaged or partial predictions files
+        return f"the hold-out predictions could not be read ({type(exc).__name__}: {exc})"
+    return PairedHoldout(truth, our_pred, their_pred, len(challenger["class_names"]), str(found))
+
+
 def rescore_on_challenger_holdout(
     challenger: Mapping[str, Any], champion: Mapping[str, Any], champion_dir: Path
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any], PairedHoldout]:
     """(challenger, champion) records whose ``metrics`` are measured on the same unseen hold-out
-    images, and whose split and data fingerprints are the challenger's; `RescoreError` otherwise."""
-    from tasks.models.inference import predict_images
-    from tasks.models.predictions import holdout_truth_and_pred, read_predictions
-    from tasks.models.recipe import has_recipes
-    from tasks.results.evaluation import evaluate_predictions
-
+    images, and whose split and data fingerprints are the challenger's, with both models' predictions
+    of those images; `RescoreError` otherwise."""
     if not has_recipes(champion_dir):
         raise RescoreError("the champion has no inputs recipe (it was trained by an older version)")
     run_dir = Path(challenger["run_dir"])
@@ -93,17 +123,19 @@ def rescore_on_challenger_holdout(
     theirs = evaluate_predictions(truth, champion_pred.classes, names)
     note = {"rescored_on": {"run": challenger["run"], "images": len(rows)}}
     same_ground = {k: challenger[k] for k in ("split_fingerprint", "data_fingerprint")}
+    paired = PairedHoldout(
+        truth, our_pred, champion_pred.classes, len(names), f"the champion re-run on {len(rows)} images"
+    )
     return (
         {**challenger, "metrics": gate_metrics(ours), **note},
         {**champion, **same_ground, "metrics": gate_metrics(theirs), **note},
+        paired,
     )
 
 
 def needs_rescoring(challenger: Mapping[str, Any], champion: Mapping[str, Any]) -> bool:
     """Same task (target and classes) but not comparable as recorded: the gate's own
     `comparability_problem` then means other data or another hold-out, i.e. other images."""
-    from tasks.results.gate import comparability_problem
-
     same_task = challenger["target"] == champion["target"] and list(challenger["class_names"]) == list(
         champion["class_names"]
     )
@@ -115,18 +147,19 @@ def decide_on_shared_images(
 ) -> Any:
     """The gate's `Decision`; when the champion was measured on other images, on images both can be
     scored on (module docstring), or the refusal with why re-scoring was not possible."""
-    from dataclasses import replace
 
-    from tasks.results.gate import decide_promotion
-
+    if champion is not None and comparability_problem(challenger, champion) is None:
+        # A forced promotion replaces the champion whatever the interval says: not computed.
+        pairs = FORCED if settings.force_promote else recorded_pairs(challenger, champion, champion_dir)
+        return decide_promotion(challenger, champion, settings, pairs)
     decision = decide_promotion(challenger, champion, settings)
     if champion is None or not settings.rescore_champion or not needs_rescoring(challenger, champion):
         return decision
     try:
-        ours, theirs = rescore_on_challenger_holdout(challenger, champion, champion_dir)
+        ours, theirs, paired = rescore_on_challenger_holdout(challenger, champion, champion_dir)
     except RescoreError as exc:
         return replace(decision, reason=f"{decision.reason} Re-scoring the champion was not possible: {exc}.")
-    rescored = decide_promotion(ours, theirs, settings)
+    rescored = decide_promotion(ours, theirs, settings, paired)
     images = ours["rescored_on"]["images"]
     return replace(
         rescored,

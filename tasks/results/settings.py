@@ -23,7 +23,15 @@ class GateSettings(BaseModel):
         0.0,
         ge=0.0,
         le=1.0,
-        description="A new model replaces the champion only if its hold-out macro-F1 beats the champion's by more than this.",
+        description="A new model replaces the champion only if the lower bound of the interval of its hold-out "
+        "macro-F1 minus the champion's (paired bootstrap on the same images) is above this.",
+    )
+    confidence: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1.0,
+        description="...at this level (the interval's level; the point difference is used, and the decision says "
+        "so, when both models' predictions of the same hold-out images are not available).",
     )
     max_class_f1_drop: float = Field(
         0.05, ge=0.0, le=1.0, description="...and no class's hold-out F1 drops by more than this."

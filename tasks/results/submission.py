@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.data.dataset import Target
+from tasks.data.dataset import Target, image_ok_flags, read_samples
 from tasks.io import atomic_write_text
 from tasks.layout import RunFolder
+from tasks.models.predictions import read_predictions, test_predictions
 
 
 class SubmissionError(ValueError):
@@ -74,9 +75,6 @@ def write_run_submission(
     Test images that validation found undecodable (``image_ok`` False) still get a row: the
     documented fallback class for the target (the most frequent labelled class) when one is given.
     """
-    from tasks.data.dataset import image_ok_flags, read_samples
-    from tasks.models.predictions import read_predictions, test_predictions
-
     samples = read_samples(samples_path)
     test = samples[samples["split"] == "test"]
     expected = test["filename"].tolist()

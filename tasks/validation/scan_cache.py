@@ -14,7 +14,10 @@ from pathlib import Path
 from tasks.cache_files import DamagedCache, describe
 from tasks.confine import check_confined, make_dirs
 
-_CACHE_COLUMNS = "decodes, error, format, mode, channels, width, height"
+_CACHE_COLUMNS = (
+    "decodes, error, format, mode, channels, width, height, content_hash, phash, phash_mirror, phash_center, "
+    "phash_center_mirror, brightness, contrast"
+)
 #: Every column of the cache table, in order (checked when the cache is opened).
 _TABLE_COLUMNS = ("path", "size", "mtime_ns", *_CACHE_COLUMNS.split(", "))
 #: SQLite errors that say something about the machine (busy, locked, full disk, permissions),
@@ -61,7 +64,9 @@ def open_cache(path: Path) -> sqlite3.Connection:
         connection.execute(
             "CREATE TABLE IF NOT EXISTS scans (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
             "mtime_ns INTEGER NOT NULL, decodes INTEGER, error TEXT, format TEXT, mode TEXT, "
-            "channels INTEGER, width INTEGER, height INTEGER)"
+            "channels INTEGER, width INTEGER, height INTEGER, content_hash TEXT, phash TEXT, phash_mirror TEXT, "
+            "phash_center TEXT, phash_center_mirror TEXT, "
+            "brightness REAL, contrast REAL)"
         )
         columns = tuple(row[1] for row in connection.execute("PRAGMA table_info(scans)"))
         if columns != _TABLE_COLUMNS:
@@ -96,6 +101,6 @@ def store_cache(connection: sqlite3.Connection, rows: list[tuple[str, int, int, 
     with connection:
         connection.executemany(
             f"INSERT OR REPLACE INTO scans (path, size, mtime_ns, {_CACHE_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"VALUES ({', '.join('?' * len(_TABLE_COLUMNS))})",
             [(path, size, mtime, *result[2:]) for path, size, mtime, result in rows],
         )

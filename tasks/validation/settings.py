@@ -62,3 +62,88 @@ class ValidationSettings(BaseModel):
         description="Labelled images (a seeded subsample) whose backbone features the drift check compares "
         "with the champion's; 0 skips the backbone pass.",
     )
+
+
+class AuditSettings(BaseModel):
+    """The data audit: duplicates and leakage, unusable images, label-issue candidates.
+
+    Read by validation (hash duplicates, image issues: ``tasks.validation.audit``) and by the
+    audit on backbone features (near duplicates, label issues: ``tasks.audit``). The duplicate
+    thresholds come from the experiment in ``tests/data/test_audit.py`` (docs/audit.md).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    phash_max_distance: int = Field(
+        6,
+        ge=-1,
+        le=32,
+        description="Images whose 64-bit perceptual hashes differ in at most this many bits are duplicates (the image "
+        "against the other's image, mirror image, centre and mirrored centre); -1 keeps only exact (same bytes) "
+        "duplicates. Measured on the embedded sample with 60 originals x 4 planted copies "
+        "(python -m benchmarks.bench_audit): every exact, resized+JPEG q50, 10%-cropped and mirrored copy within 4 "
+        "bits; distinct pairs: none within 6, 2 within 8, 21 within 10 of 2,975,580",
+    )
+    feature_min_similarity: float = Field(
+        0.93,
+        gt=0.0,
+        le=1.0,
+        description="Near-duplicate candidates from backbone features: images whose feature vectors' cosine "
+        "similarity is at least this (colour changes and crops other than the hashes' 10%). On the embedded sample the "
+        "most similar distinct images reach 0.897 (739 pairs at 0.8), so candidates are listed, and act on the split "
+        "only with exclude_near_duplicates.",
+    )
+    exclude_near_duplicates: bool = Field(
+        False,
+        description="Take the training members of a feature-found group that crosses into the hold-out out of "
+        "training (the hold-out never changes). Off by default: backbone similarity also pairs distinct images.",
+    )
+    feature_neighbours: int = Field(
+        5, ge=1, le=100, description="Nearest neighbours per image searched for near duplicates (faiss)."
+    )
+    min_contrast: float = Field(
+        4.0, ge=0.0, description="Grey-level standard deviation (0-255) below which an image is near-constant."
+    )
+    dark_below: float = Field(20.0, ge=0.0, le=255.0, description="Mean grey level below which an image is very dark.")
+    bright_above: float = Field(
+        235.0, ge=0.0, le=255.0, description="Mean grey level above which an image is very bright."
+    )
+    small_below: int = Field(
+        48, ge=1, description="Short side (px) below which an image is flagged very small (a warning)."
+    )
+    max_aspect_ratio: float = Field(
+        4.0, ge=1.0, description="Long side / short side above which an image is flagged as extremely elongated."
+    )
+    max_image_issue_fraction: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Largest share of images with an image issue (dark, bright, near-constant, small, elongated); "
+        "above it validation fails. 1 (the default): issues are warnings only.",
+    )
+    label_issues: bool = Field(
+        True, description="Look for label-issue candidates (cleanlab on a k-fold probe of the cached features)."
+    )
+    label_folds: int = Field(5, ge=2, le=20, description="Folds of the out-of-sample probe for label issues.")
+    label_max_images: int = Field(
+        50_000,
+        ge=0,
+        description="Budget of the label-issue pass: at most this many labelled images (a seeded, stratified "
+        "subsample beyond it); 0 for all.",
+    )
+    exclude_label_issues: bool = Field(
+        False,
+        description="Drop the top label-issue candidates from training (never from the hold-out); the run says how many.",
+    )
+    exclude_max_fraction: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="With exclude_label_issues: at most this share of the training images is dropped, most likely "
+        "wrong labels first.",
+    )
+
+    @property
+    def changes_training(self) -> bool:
+        """Whether the audit may take training rows out of the split (then it runs before training)."""
+        return self.exclude_label_issues or self.exclude_near_duplicates

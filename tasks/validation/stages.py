@@ -32,13 +32,14 @@ GX is imported inside the stages, not here: every command line imports ``flows.s
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from tasks.confine import make_dirs
-from tasks.data.columns import IMAGE_OK, LABELLED_SPLITS, ROW, SAMPLE_COLUMNS, SPLITS, TARGETS
+from tasks.data.columns import GROUP, IMAGE_OK, LABELLED_SPLITS, ROW, SAMPLE_COLUMNS, SPLITS, TARGETS
 from tasks.data.dataset import (
     ClassInfo,
     DatasetError,
@@ -51,11 +52,12 @@ from tasks.data.dataset import (
 from tasks.io import atomic_write_json, atomic_write_text
 from tasks.layout import RunFolder
 from tasks.logs import get_logger, printable
+from tasks.validation.audit import audit_messages, audit_scan
 from tasks.validation.gx_results import describe_outcome, fatal_suite, summarise_suite
 from tasks.validation.image_scan import ScanSummary, read_scan
 from tasks.validation.rendering import write_summary_html
 from tasks.validation.report import CsvStage, ImageStage, SuiteSummary, ValidationReport
-from tasks.validation.settings import ValidationSettings
+from tasks.validation.settings import AuditSettings, ValidationSettings
 from tasks.validation.tables import (
     is_known_taxonomy,
     label_distribution,
@@ -257,11 +259,17 @@ def _file_examples(bad: pd.DataFrame, limit: int) -> list[str]:
 
 
 def write_validated_samples(
-    data_dir: Path, validation_dir: Path, quarantine_path: Path | None
+    data_dir: Path,
+    validation_dir: Path,
+    quarantine_path: Path | None,
+    scan_path: Path | None = None,
+    audit: AuditSettings | None = None,
 ) -> tuple[Path, dict[str, int]]:
     """``samples.csv`` (``tasks.data.dataset.write_samples`` format + ``image_ok``) without quarantined
     train/val rows; test rows are all kept, unusable ones with ``image_ok=False``. Also writes
-    ``classes.json``. Returns the path and the most frequent train+val class per target."""
+    ``classes.json``. With the scan table, the scan audit runs first (tasks.validation.audit) and
+    ``samples.csv`` gets each image's duplicate ``group``. Returns the path and the most frequent
+    train+val class per target."""
     run = _run_of(validation_dir)
     samples, classes = load_samples(data_dir)
     bad = (
@@ -273,7 +281,11 @@ def write_validated_samples(
     samples[IMAGE_OK] = [(s, f) not in bad_keys for s, f in zip(samples["split"], samples["filename"])]
     keep = samples[IMAGE_OK] | (samples["split"] == "test")
     samples = samples.loc[keep].reset_index(drop=True)
-    path = atomic_write_text(run.samples, samples.loc[:, [*SAMPLE_COLUMNS, IMAGE_OK]].to_csv(index=False))
+    columns = [*SAMPLE_COLUMNS, IMAGE_OK]
+    if scan_path is not None and Path(scan_path).is_file():
+        samples, _ = audit_scan(read_scan(Path(scan_path)), samples, run, audit or AuditSettings())
+        columns.append(GROUP)
+    path = atomic_write_text(run.samples, samples.loc[:, columns].to_csv(index=False))
     atomic_write_json(run.classes, classes.to_json())
     labelled = samples[samples["split"].isin(LABELLED_SPLITS)]
     fallback: dict[str, int] = {}
@@ -292,8 +304,11 @@ def publish_validation(
     csv_stage: CsvStage,
     image_stage: ImageStage | None,
     scan_summary: ScanSummary | None,
+    audit: AuditSettings | None = None,
 ) -> ValidationReport:
-    """Build the Data Docs, write report.json (and samples.csv when the data passed)."""
+    """Build the Data Docs, write report.json (and samples.csv when the data passed); the scan
+    audit (duplicates, image issues: ``audit``) adds its warnings, and fails the data when more
+    images have image issues than ``audit.max_image_issue_fraction``."""
     run = RunFolder(run_dir)
     make_dirs(run.validation)
     make_dirs(run.data_docs)  # Great Expectations writes its pages there itself
@@ -307,7 +322,13 @@ def publish_validation(
     fallback: dict[str, int] = {}
     if not failures:
         quarantine = Path(image_stage.quarantine_path) if image_stage else None
-        samples_path, fallback = write_validated_samples(data_dir, run.validation, quarantine)
+        scan_path = Path(scan_summary.scan_path) if scan_summary else None
+        samples_path, fallback = write_validated_samples(data_dir, run.validation, quarantine, scan_path, audit)
+        audit_failures, audit_warnings = scan_audit_messages(run, audit or AuditSettings())
+        failures += audit_failures
+        warnings += audit_warnings
+        if audit_failures:
+            samples_path = None
     classes = csv_stage.classes or {}
     warnings += image_warnings(image_stage, fallback, classes)
     report = ValidationReport(
@@ -332,6 +353,13 @@ def publish_validation(
         report.summary_html = str(write_summary_html(report, run.validation_summary, docs_index))
     write_report_json(run, report, settings, csv_stage, scan_summary, suites)
     return report
+
+
+def scan_audit_messages(run: RunFolder, audit: AuditSettings) -> tuple[list[str], list[str]]:
+    """(failures, warnings) of the scan audit (`tasks.validation.audit`), when it ran."""
+    if not run.validation_audit.is_file():
+        return [], []
+    return audit_messages(json.loads(run.validation_audit.read_text(encoding="utf-8")), audit)
 
 
 def broken_rules(suites: list[dict[str, Any]]) -> tuple[list[str], list[str]]:

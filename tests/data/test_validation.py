@@ -96,7 +96,7 @@ def test_clean_sample_passes_with_zero_failures(tiny_sample: Path, tmp_path: Pat
     assert summary.count('href="data_docs/validations/') == 5 and "http" not in summary
     samples = read_samples(Path(report.samples_path))
     assert len(samples) == 400 and samples["image_ok"].all()
-    assert list(samples.columns) == ["split", "filename", "path", "coarse", "fine", "image_ok"]
+    assert list(samples.columns) == ["split", "filename", "path", "coarse", "fine", "image_ok", "group"]
     assert report.fallback_prediction["coarse"] == 4  # Magnoliopsida, the largest class
     # A fresh context reading the run's stores still sees the custom Expectations.
     from expectations.context import make_context

@@ -38,7 +38,7 @@ def named_file(kind: str, path: Path) -> Path:
 
 
 def scores(summary: dict) -> dict[str, tuple[float, float]]:
-    metrics = json.loads(Path(summary["metrics_path"]).read_text())
+    metrics = json.loads(Path(summary.evaluation.metrics_path).read_text())
     return {name: (m["accuracy"], m["macro_f1"]) for name, m in metrics["models"].items()}
 
 

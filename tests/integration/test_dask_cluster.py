@@ -69,7 +69,10 @@ def test_backbone_chunks_and_baselines_run_on_the_cluster_workers(
     started = datetime.now(UTC)
     summary = full_pipeline(params)
 
-    assert {row["model"] for row in summary["comparison"]} == {"pixels_random_forest", "efficientnet_lite0_logreg"}
+    assert {row["model"] for row in summary.evaluation.comparison} == {
+        "pixels_random_forest",
+        "efficientnet_lite0_logreg",
+    }
     [line] = logged_lines(started, "Backbone pass on the cluster")
     print(line)
     n_images = 400
@@ -80,7 +83,7 @@ def test_backbone_chunks_and_baselines_run_on_the_cluster_workers(
     assert line.endswith(f"reported to {get_current_settings().api.url}")
 
     # The assembled features are exactly what one process computes alone.
-    run_table = RunFolder(summary["run_dir"]).table
+    run_table = RunFolder(summary.run_dir).table
     spec = EmbeddingSpec.of(transfer, params.split.seed)
     alone = compute_embeddings(run_table, spec, tmp_path / "alone", chunk_size=1000)
     [on_cluster] = (tmp_path / "out" / "cache" / "embeddings").glob("*.npz")

@@ -31,7 +31,7 @@ def test_full_flow_publishes_a_valid_submission_and_beats_majority(
     )
     summary = full_pipeline(params)
 
-    run_dir = Path(summary["run_dir"])
+    run_dir = Path(summary.run_dir)
     assert run_dir.parent == (tmp_path / "out" / "runs").resolve()
     submission = pd.read_csv(run_dir / "submission.csv", dtype={"filename": str})
     test_csv = pd.read_csv(tiny_sample / "public" / "test.csv", dtype=str)
@@ -65,7 +65,7 @@ def test_full_flow_publishes_a_valid_submission_and_beats_majority(
         "model_comparison.png",
         "misclassified.png",
     }
-    assert summary["champion_decision"]["promote"] is True
+    assert summary.champion_decision.promote is True
     champion = tmp_path / "out" / "champion"
     assert (champion / "submission.csv").read_bytes() == (run_dir / "submission.csv").read_bytes()
 
@@ -79,12 +79,12 @@ def test_full_flow_publishes_a_valid_submission_and_beats_majority(
         }
     )
     second = full_pipeline(worse)
-    assert second["champion_decision"]["promote"] is False
-    assert "macro-F1" in second["champion_decision"]["reason"]
+    assert second.champion_decision.promote is False
+    assert "macro-F1" in second.champion_decision.reason
     assert (champion / "submission.csv").read_bytes() == (run_dir / "submission.csv").read_bytes()
     registry = [json.loads(line) for line in (tmp_path / "out" / "registry.jsonl").read_text().splitlines()]
     assert [r["decision"] for r in registry] == ["promoted", "kept"]
-    assert registry[1]["run"] == Path(second["run_dir"]).name and registry[1]["reason"]
+    assert registry[1]["run"] == Path(second.run_dir).name and registry[1]["reason"]
 
 
 @pytest.mark.slow
@@ -96,7 +96,7 @@ def test_full_flow_fine_target(prefect_server: None, tiny_sample: Path, tmp_path
         transfer=TransferSettings(enabled=False),
     )
     summary = full_pipeline(params)
-    submission = pd.read_csv(Path(summary["run_dir"]) / "submission.csv")
+    submission = pd.read_csv(Path(summary.run_dir) / "submission.csv")
     assert list(submission.columns) == ["filename", "fine"]
     assert submission["fine"].between(0, 49).all()
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from flows.full import full_pipeline
+from flows.full import RunSummary, full_pipeline
 from flows.params import PipelineParams
 from tasks.data.settings import DataSettings, SplitSettings
 from tasks.layout import OutputDir
@@ -40,8 +40,8 @@ def planted_record(payload: bytes) -> bytes:
     return json.dumps(record).encode()
 
 
-def assert_valid_submission(summary: dict[str, Any], data_dir: Path) -> None:
-    submission = pd.read_csv(summary["submission_path"], dtype={"filename": str})
+def assert_valid_submission(summary: RunSummary, data_dir: Path) -> None:
+    submission = pd.read_csv(summary.submission_path, dtype={"filename": str})
     test_csv = pd.read_csv(data_dir / "public" / "test.csv", dtype=str)
     assert list(submission.columns) == ["filename", "coarse"]
     assert submission["filename"].tolist() == test_csv["filename"].tolist()

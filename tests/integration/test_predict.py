@@ -17,12 +17,13 @@ from tasks.data.settings import DataSettings
 from tasks.data.splitting import read_table
 from tasks.layout import OutputDir, RunFolder
 from tasks.models.predictions import read_predictions
+from tasks.models.transfer.stage2 import Publication
 
 
-def publish_fine_tuned(name: str, stage1_score: float, stage2_rows: list[dict[str, float]]) -> dict[str, Any]:
+def publish_fine_tuned(name: str, stage1_score: float, stage2_rows: list[dict[str, float]]) -> Publication:
     """Stand-in for `tasks.models.transfer.stage2.stage2_decision`: the fine-tuned model is always published,
     so the module's run has a model of every input kind (one epoch at 32 px rarely beats stage 1)."""
-    return {"published": f"{name}_finetuned", "reason": "published for the test"}
+    return Publication(f"{name}_finetuned", "published for the test")
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +48,8 @@ def trained(prefect_server: None, tiny_sample_master: Path, tmp_path_factory: py
         patch.setattr(transfer_train, "stage2_decision", publish_fine_tuned)
         summary = full_pipeline(params)
     print(f"training the module's champion took {time.monotonic() - started:.1f} s")
-    assert summary["champion_decision"]["promote"] is True
-    return {"data": data, "output": (root / "out").resolve(), "run": Path(summary["run_dir"]), "summary": summary}
+    assert summary.champion_decision.promote is True
+    return {"data": data, "output": (root / "out").resolve(), "run": Path(summary.run_dir), "summary": summary}
 
 
 def recorded(run_dir: Path, model: str) -> pd.DataFrame:
@@ -68,7 +69,7 @@ def test_predict_flow_reproduces_the_champion_runs_test_predictions(trained: dic
     output = DataSettings(output_dir=trained["output"])
     summary = predict(PredictParams(images=trained["data"] / "public" / "test.csv", data=output))
 
-    frame = read_prediction_csv(Path(summary["predictions_path"]))
+    frame = read_prediction_csv(Path(summary.predictions_path))
     test_csv = pd.read_csv(trained["data"] / "public" / "test.csv", dtype=str)
     assert frame["filename"].tolist() == test_csv["filename"].tolist()
     names = champion["class_names"]
@@ -89,8 +90,8 @@ def test_predict_flow_reproduces_the_champion_runs_test_predictions(trained: dic
     assert usable["class_name"].tolist() == [names[i] for i in usable["class_index"].astype(int)]
     probabilities = usable[[f"prob_{n}" for n in names]].to_numpy()
     assert abs(probabilities.sum(axis=1) - 1).max() < 1e-4
-    assert summary["source"] == "champion" and summary["run"] == trained["run"].name
-    folder = Path(summary["prediction_dir"])
+    assert summary.source == "champion" and summary.run == trained["run"].name
+    folder = Path(summary.prediction_dir)
     assert folder.parent == OutputDir(trained["output"]).predictions and (folder / "gallery.png").stat().st_size > 0
 
 
@@ -121,6 +122,51 @@ def test_every_saved_model_reproduces_its_recorded_predictions(trained: dict[str
 
 
 @pytest.mark.slow
+def test_the_run_is_in_mlflow_and_its_registered_champion_predicts(trained: dict[str, Any], tmp_path: Path) -> None:
+    """Issue 30: the module's run recorded itself (tracking is on by default) in the embedded store."""
+    from mlflow import MlflowClient
+
+    from flows.params import PipelineParams
+    from flows.predict import PredictParams, predict
+    from tasks.models.inference import load_published
+    from tasks.predict.output import read_prediction_csv
+
+    uri = f"sqlite:///{trained['output']}/mlflow.db"
+    client, run_dir = MlflowClient(tracking_uri=uri, registry_uri=uri), trained["run"]
+    experiment = client.get_experiment_by_name("living-things").experiment_id
+    (run,) = client.search_runs([experiment], filter_string=f"attributes.run_name = '{run_dir.name}'")
+    metrics = json.loads(RunFolder(run_dir).metrics.read_text())
+    for model, scores in metrics["models"].items():
+        assert run.data.metrics[f"holdout.{model}.macro_f1"] == pytest.approx(scores["macro_f1"], abs=1e-12)
+    assert {name.split(".")[0] for name in run.data.params} == set(PipelineParams.model_fields)
+    assert {"prefect.flow_run_id", "data_fingerprint", "data_source"} <= set(run.data.tags)
+    champion = client.get_model_version_by_alias("living-things-coarse", "champion")
+    assert champion.run_id == run.info.run_id and champion.tags["model"] == metrics["best_model"]
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as prefect:  # the flow run links to its MLflow run
+        links = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["mlflow-run"])))
+    assert any(run.info.run_id in str(link.data) for link in links), [link.data for link in links]
+
+    folder = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "logged")))
+    assert sorted(p.suffix for p in (folder / "models").iterdir() if not p.name.endswith(".inputs.json")) == sorted(
+        [".keras"] * 2 + [".skops"] * 3
+    )
+    for model in metrics["models"]:  # every logged model, through the project's safe loaders
+        assert load_published(folder, model).recipe.model == model
+
+    output = DataSettings(output_dir=trained["output"])
+    images = trained["data"] / "public" / "test.csv"
+    summary = predict(PredictParams(images=images, model="models:/living-things-coarse@champion", data=output))
+    frame = read_prediction_csv(Path(summary.predictions_path))
+    expected = recorded(run_dir, metrics["best_model"]).set_index("filename")
+    usable = frame[frame["image_ok"]]
+    assert len(usable) > 0 and summary.run == run_dir.name and summary.model == metrics["best_model"]
+    assert usable["class_index"].astype(int).tolist() == expected.loc[usable["filename"], "pred"].tolist()
+
+
+@pytest.mark.slow
 def test_an_unreadable_image_is_reported_not_fatal(trained: dict[str, Any], tmp_path: Path) -> None:
     from flows.predict import PredictParams, predict
     from tasks.predict.output import read_prediction_csv
@@ -134,14 +180,14 @@ def test_an_unreadable_image_is_reported_not_fatal(trained: dict[str, Any], tmp_
     summary = predict(
         PredictParams(images=images, model=trained["run"].name, data=DataSettings(output_dir=trained["output"]))
     )
-    frame = read_prediction_csv(Path(summary["predictions_path"]))
+    frame = read_prediction_csv(Path(summary.predictions_path))
     assert frame["filename"].tolist() == sorted(
         ["broken.jpg", *(p.name for p in images.glob("*.jpg") if p.name != "broken.jpg")]
     )
     broken = frame.set_index("filename").loc["broken.jpg"]
     assert not broken["image_ok"] and broken["problem"] and pd.isna(broken["class_index"])
     assert frame.loc[frame["filename"] != "broken.jpg", "image_ok"].all()
-    assert summary["unreadable"] == 1 and summary["source"] == "run"
+    assert summary.unreadable == 1 and summary.source == "run"
 
 
 def test_no_champion_or_no_such_run_fails_with_one_sentence(
@@ -251,9 +297,9 @@ def test_a_retrain_on_changed_data_is_judged_on_images_both_models_can_be_scored
         transfer=TransferSettings(enabled=False),
     )
     summary = full_pipeline(params)
-    reason = summary["champion_decision"]["reason"]
+    reason = summary.champion_decision.reason
 
-    run = RunFolder(Path(summary["run_dir"]))
+    run = RunFolder(Path(summary.run_dir))
     table = read_table(run.table)
     holdout = table[table["role"] == "holdout"]
     champion_split = pd.read_csv(RunFolder(trained["run"]).split, dtype=str)  # what the champion trained on
@@ -261,7 +307,11 @@ def test_a_retrain_on_changed_data_is_judged_on_images_both_models_can_be_scored
     unseen = holdout[~holdout["filename"].isin(trained_on)]
     assert 0 < len(unseen) < len(holdout)  # some of the new hold-out images trained the champion: left out
     assert f"scored on the {len(unseen)} hold-out images of this run that the champion never trained on" in reason
-    mine = read_predictions(run.predictions_of(summary["best_model"])).set_index("filename").loc[unseen["filename"]]
+    mine = (
+        read_predictions(run.predictions_of(summary.evaluation.best_model))
+        .set_index("filename")
+        .loc[unseen["filename"]]
+    )
     expected = evaluate_predictions(unseen["coarse"].astype(int), mine["pred"], champion_before["class_names"])
     assert f"{expected['macro_f1']:.4f}" in reason
 

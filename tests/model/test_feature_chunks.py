@@ -96,7 +96,7 @@ def test_chunks_computed_one_task_each_assemble_into_the_same_features(
     n_rows, n_train = sum(1 for _ in open(run_table)) - 1, 16
     assert len(pending) == len(chunk_bounds(n_rows, CHUNK)) + len(chunk_bounds(n_train, CHUNK))
     done = [compute_chunk(run_table, SPEC, cache, p, c, CHUNK) for p, c in reversed(pending)]
-    assert all(d["computed"] for d in done) and pending_chunks(run_table, SPEC, cache, CHUNK) == []
+    assert all(d.computed for d in done) and pending_chunks(run_table, SPEC, cache, CHUNK) == []
 
     assembled = count_extractions(monkeypatch)
     got = stored(compute_embeddings(run_table, SPEC, cache, chunk_size=CHUNK, refresh=True, reuse_chunks=True))

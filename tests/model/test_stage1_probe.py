@@ -61,10 +61,10 @@ def test_stage1_head_is_not_worse_than_the_probe_on_a_small_hard_subset(seed: in
 
 def test_fine_tuning_is_published_only_when_it_beats_stage_1() -> None:
     rows = [{"stage": 2, "epoch": 1, "val_macro_f1": 0.70}, {"stage": 2, "epoch": 2, "val_macro_f1": 0.74}]
-    assert stage2_decision("m", 0.72, rows)["published"] == "m_finetuned"
+    assert stage2_decision("m", 0.72, rows).published == "m_finetuned"
     kept = stage2_decision("m", 0.74, rows)  # a tie keeps stage 1: no evidence fine-tuning helped
-    assert kept["published"] == "m_head" and "0.740" in kept["reason"]
-    assert stage2_decision("m", 0.5, [])["published"] == "m_head"
+    assert kept.published == "m_head" and "0.740" in kept.reason
+    assert stage2_decision("m", 0.5, []).published == "m_head"
 
 
 def test_label_smoothing_matches_keras_categorical_crossentropy() -> None:

@@ -35,3 +35,17 @@ def test_no_prefect_task_is_declared_outside_flows_steps() -> None:
                     if name == "task":
                         offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert not offenders, offenders
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_of_the_pipeline_is_too_long() -> None:
+    """A function a reader can hold in view: at most `MAX_FUNCTION_LINES` lines (docstring included)."""
+    long = []
+    for path in sorted([*(REPO / "tasks").rglob("*.py"), *(REPO / "flows").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if (n := node.end_lineno - node.lineno + 1) > MAX_FUNCTION_LINES:  # type: ignore[operator]
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, f"split these (more than {MAX_FUNCTION_LINES} lines): {long}"

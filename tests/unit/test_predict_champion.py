@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# At collection, not inside a test: Prefect binds its console log handler to the stderr of the
+# moment it is first imported, and a test's own capture is closed when the test ends.
+from flows.predict import main
 from tasks.layout import OutputDir
 from tasks.predict.source import PredictionError, check_request, snapshot_champion
 from tasks.results.champion import promote_run
@@ -35,8 +38,6 @@ def images(tmp_path: Path) -> Path:
 
 def main_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     """The one line ``python -m flows.predict`` prints on stderr before exiting 1."""
-    from flows.predict import main
-
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
@@ -84,7 +85,7 @@ def test_a_last_line_cut_short_is_left_to_the_recovery(output: Path, tmp_path: P
     registry = OutputDir(output).registry
     registry.write_text(registry.read_text() + '{"run": "run-2", "deci', encoding="utf-8")
     check_request(output, "champion")
-    assert snapshot_champion(output, tmp_path / "prediction")["run"] == "run-1"
+    assert snapshot_champion(output, tmp_path / "prediction").run == "run-1"
     assert registry.read_text().endswith("}\n")
 
 

@@ -195,11 +195,19 @@ def run_epochs(
     )
 
 
-def stage2_decision(name: str, stage1_score: float, stage2_rows: list[dict[str, float]]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Publication:
+    """Which stage's model the transfer step publishes (``<backbone>_head`` or ``_finetuned``), and why."""
+
+    published: str
+    reason: str
+
+
+def stage2_decision(name: str, stage1_score: float, stage2_rows: list[dict[str, float]]) -> Publication:
     """Keep the fine-tuned model only when its best validation-slice macro-F1 beats stage 1's."""
     scores = [float(r["val_macro_f1"]) for r in stage2_rows if r.get("stage") == 2 and "val_macro_f1" in r]
     best = max(scores, default=float("nan"))
     figures = f"validation-slice macro-F1 {best:.3f} after fine-tuning against {stage1_score:.3f} for stage 1"
     if scores and best > stage1_score:
-        return {"published": f"{name}_finetuned", "reason": f"fine-tuning helped: {figures}"}
-    return {"published": f"{name}_head", "reason": f"fine-tuning did not help: {figures}; stage 1 is published"}
+        return Publication(f"{name}_finetuned", f"fine-tuning helped: {figures}")
+    return Publication(f"{name}_head", f"fine-tuning did not help: {figures}; stage 1 is published")

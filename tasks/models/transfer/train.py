@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -22,7 +23,14 @@ from tasks.models.settings import TransferSettings
 from tasks.models.transfer.publish import HEAD_PREDICT_BATCH, Publisher, write_history
 from tasks.models.transfer.rows import plan_training_rows
 from tasks.models.transfer.stage1 import Stage1Result, train_stage1
-from tasks.models.transfer.stage2 import Stage2Job, build_finetune_model, fine_tune, image_dataset_for, stage2_decision
+from tasks.models.transfer.stage2 import (
+    Publication,
+    Stage2Job,
+    build_finetune_model,
+    fine_tune,
+    image_dataset_for,
+    stage2_decision,
+)
 
 
 def train_transfer(
@@ -46,15 +54,7 @@ def train_transfer(
     spec = EmbeddingSpec.of(settings, split.seed)
     emb = load_embeddings(embeddings_path, table_path, spec)
     keras.utils.set_random_seed(split.seed)
-    devices = plan_devices(settings.precision)
-    get_logger().info("Training on %s", devices.description)
-    if machine is not None and (machine.backend, machine.n_gpus) != (devices.backend, devices.n_gpus):
-        get_logger().warning(
-            "This step runs on %s, but its cache key was computed for %s (the flow's machine): its cached "
-            "result will be reused by runs on that machine",
-            devices.description,
-            machine.description,
-        )
+    devices = devices_for(settings, machine)
     settings = for_machine(settings, devices)  # the checkpoint key and the history name what stage 2 used
     table = read_table(table_path)
     rows = plan_training_rows(table, n_classes, settings, split)
@@ -68,26 +68,47 @@ def train_transfer(
         # Published now: stage 2 fine-tunes ``stage1.head`` in place (a trained head is the published one).
         inputs = embedding_inputs(spec, predict_batch_size=HEAD_PREDICT_BATCH)
         outputs = {f"{name}_head": publisher.publish(f"{name}_head", head_probs, stage1.published_head, inputs)}
-        history, decision = (
-            stage1.history,
-            {"published": f"{name}_head", "reason": "stage 2 is off (--transfer.stage2-epochs 0)"},
-        )
+        history, decision = stage1.history, Publication(f"{name}_head", "stage 2 is off (--transfer.stage2-epochs 0)")
         if settings.stage2_epochs > 0:
             folder = checkpoint_folder(cache_dir, settings, split, embeddings_path, table["role"].tolist(), refresh)
-            size = settings.input_size()
-            job = Stage2Job(table, rows, split.target, size, settings, split.seed, folder, devices.jit_compile)
-            model, stage2 = run_stage2(job, stage1)
+            job = Stage2Job(
+                table, rows, split.target, settings.input_size(), settings, split.seed, folder, devices.jit_compile
+            )
+            stage2, decision = fine_tune_and_publish(job, stage1, publisher, outputs)
             history = history + stage2
-            decision = stage2_decision(name, stage1.score, stage2)
-            get_logger().info("Published %s: %s", decision["published"], decision["reason"])
-            if decision["published"] == f"{name}_finetuned":
-                probs = model.predict(
-                    image_dataset_for(table, publisher.scored_rows, None, job.size, settings, False), verbose=0
-                )
-                images = ImageInputs(image_size=job.size, batch_size=settings.batch_size)
-                outputs[f"{name}_finetuned"] = publisher.publish(f"{name}_finetuned", probs, model, images)
-    write_history(out, settings, split, decision, history, rows.counts)
+    write_history(out, settings, split, asdict(decision), history, rows.counts)
     return outputs
+
+
+def devices_for(settings: TransferSettings, machine: DevicePlan | None) -> DevicePlan:
+    """Plan (and apply) this machine's devices; warn when they are not those the flow keyed the step for."""
+    devices = plan_devices(settings.precision)
+    get_logger().info("Training on %s", devices.description)
+    if machine is not None and (machine.backend, machine.n_gpus) != (devices.backend, devices.n_gpus):
+        get_logger().warning(
+            "This step runs on %s, but its cache key was computed for %s (the flow's machine): its cached "
+            "result will be reused by runs on that machine",
+            devices.description,
+            machine.description,
+        )
+    return devices
+
+
+def fine_tune_and_publish(
+    job: Stage2Job, stage1: Stage1Result, publisher: Publisher, outputs: dict[str, str]
+) -> tuple[list[dict[str, float]], Publication]:
+    """Stage 2 from stage 1's head; the fine-tuned model is published (added to ``outputs``) only
+    when it beat stage 1 on the validation slice. Returns stage 2's history rows and the decision."""
+    name = job.settings.backbone
+    model, rows = run_stage2(job, stage1)
+    decision = stage2_decision(name, stage1.score, rows)
+    get_logger().info("Published %s: %s", decision.published, decision.reason)
+    if decision.published == f"{name}_finetuned":
+        images = image_dataset_for(job.table, publisher.scored_rows, None, job.size, job.settings, False)
+        probs = model.predict(images, verbose=0)
+        recipe = ImageInputs(image_size=job.size, batch_size=job.settings.batch_size)
+        outputs[decision.published] = publisher.publish(decision.published, probs, model, recipe)
+    return rows, decision
 
 
 def checkpoint_folder(
