@@ -9,7 +9,7 @@ from typing import Any
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
-from flows.caching import result_storage_block
+from flows.caching import cached_options
 from flows.steps import embeddings_task, step
 from tasks.audit.publish import publish_audit_artifact, write_gallery
 from tasks.audit.stage import write_audit
@@ -45,7 +45,7 @@ def run_audit(params: Any, table: Path, run_dir: Path, cache_dir: Path) -> dict[
     refresh = params.runtime.refresh
     spec = EmbeddingSpec.of(transfer, split.seed)
     embeddings = Path(
-        embeddings_task.with_options(result_storage=result_storage_block(cache_dir), refresh_cache=refresh)(
+        embeddings_task.with_options(**cached_options(cache_dir, refresh))(
             table, spec, cache_dir, refresh=refresh, chunk_size=transfer.feature_chunk
         )
     )

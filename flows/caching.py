@@ -25,8 +25,6 @@ import functools
 import hashlib
 import inspect
 import json
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +34,8 @@ from prefect.cache_policies import CachePolicy
 from pydantic import BaseModel
 
 from flows.result_records import _record_path, heal_result_record, rebase_result_record
-from tasks.confine import make_dirs
-from tasks.io import is_disk_full, sha256_file, writing_to
+from tasks.confine import check_confined, make_dirs
+from tasks.io import copy_file, link_or_copy, sha256_file
 from tasks.layout import OutputDir
 from tasks.models.features import portable_path
 
@@ -291,6 +289,11 @@ def result_storage_block(cache_dir: Path) -> str:
     return f"local-file-system/{name}"
 
 
+def cached_options(cache_dir: Path, refresh: bool) -> dict[str, Any]:
+    """Task options that persist cached results under the output directory (not the Prefect home)."""
+    return {"result_storage": result_storage_block(cache_dir), "refresh_cache": refresh}
+
+
 def adopt_outputs(source_dir: Path, run_dir: Path) -> list[str]:
     """Bring a step's outputs (predictions, histories, models) into the run folder.
 
@@ -299,16 +302,9 @@ def adopt_outputs(source_dir: Path, run_dir: Path) -> list[str]:
     """
     copied = []
     for path in sorted(p for p in Path(source_dir).rglob("*") if p.is_file()):
-        target = Path(run_dir) / path.relative_to(source_dir)
-        with writing_to(target, path.stat().st_size):
-            target.unlink(missing_ok=True)
-            try:
-                if target.parent.name != "models":
-                    raise OSError("copy, don't link, files a user may open and edit")
-                os.link(path, target)
-            except OSError as exc:
-                if is_disk_full(exc):
-                    raise
-                shutil.copy2(path, target)
+        target = check_confined(Path(run_dir) / path.relative_to(source_dir))
+        target.unlink(missing_ok=True)
+        # Copy, don't link, the files a user may open and edit; models are only ever replaced.
+        (link_or_copy if target.parent.name == "models" else copy_file)(path, target)
         copied.append(str(target))
     return copied

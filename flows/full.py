@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from prefect import flow
 from prefect.futures import PrefectFuture
 
 from flows.audit import ValidationKeySettings, run_audit
-from flows.caching import result_storage_block, step_dir
+from flows.caching import cached_options, step_dir
 from flows.cli import fail, parse_model, quiet_environment
 from flows.cluster import check_workers, spread_backbone_pass, workers_api
 from flows.failures import INPUT_ERRORS, input_failure
@@ -82,10 +82,6 @@ class RunSummary:
     champion_decision: Decision
     plots: dict[str, str]
     provenance: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON (for a deployment run's result)."""
-        return asdict(self)
 
 
 def check_inputs(params: PipelineParams) -> None:
@@ -341,11 +337,6 @@ def validate_or_reuse(
         report = validate_dataset(data_dir, run_dir, settings, output.image_scan_cache, audit)
         remember_validation(report, output.cache, key)
     return report
-
-
-def cached_options(cache_dir: Path, refresh: bool) -> dict[str, Any]:
-    """Task options that persist cached results under the output directory (not the Prefect home)."""
-    return {"result_storage": result_storage_block(cache_dir), "refresh_cache": refresh}
 
 
 def format_summary(summary: RunSummary) -> str:

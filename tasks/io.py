@@ -169,6 +169,20 @@ def copy_file(source: Path, target: Path) -> Path:
     return checked
 
 
+def link_or_copy(source: Path, target: Path) -> Path:
+    """A hard link to ``source`` at ``target`` (no extra disk; it outlives the source's deletion),
+    else a copy (another file system, links not allowed), through `writing_to`: no planted link is
+    written through, and a full disk is named, never hidden by the fallback to copying."""
+    with writing_to(Path(target), Path(source).stat().st_size) as checked:
+        try:
+            os.link(source, checked)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise
+            shutil.copy2(source, checked)
+    return checked
+
+
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write text atomically (UTF-8, Unix line ends)."""
 

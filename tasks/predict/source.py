@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.io import is_disk_full, writing_to
+from tasks.io import link_or_copy
 from tasks.layout import OutputDir, PredictionFolder, RunFolder
 from tasks.logs import get_logger
 from tasks.results.champion import model_files, read_champion
@@ -163,17 +162,6 @@ def check_champion(output_dir: Path) -> None:
     if record is None:
         raise PredictionError(champion_missing(output_dir))
     check_champion_files(output_dir, record)
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    """A hard link (no extra disk, survives the source's deletion), else a copy."""
-    with writing_to(target, source.stat().st_size):
-        try:
-            os.link(source, target)
-        except OSError as exc:
-            if is_disk_full(exc):
-                raise
-            shutil.copy2(source, target)
 
 
 def snapshot_champion(output_dir: Path, prediction_dir: Path) -> ModelSource:

@@ -14,16 +14,14 @@ pyfunc).
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from tasks.confine import check_confined, make_dirs
+from tasks.io import link_or_copy
 from tasks.layout import RunFolder
 from tasks.models.persistence import KERAS_SUFFIX, SKLEARN_SUFFIX
 from tasks.models.recipe import read_recipe
@@ -163,12 +161,7 @@ def log_model_file(client: Any, run_id: str, path: Path, local: Path | None) -> 
     if local is None:
         client.log_artifact(run_id, str(path), "models")
         return
-    target = check_confined(local / "models" / path.name)
-    make_dirs(target.parent)
-    try:
-        os.link(path, target)
-    except OSError:  # another file system, or links not allowed
-        shutil.copy2(path, target)
+    link_or_copy(path, local / "models" / path.name)
 
 
 def log_files(client: Any, run_id: str, run: RunFolder, report: str | None) -> None:
