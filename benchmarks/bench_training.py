@@ -111,10 +111,10 @@ def bench_stage1(paths: list[str], repeats: int) -> dict[str, float]:
     features = np.concatenate(
         [np.asarray(backbone.predict_on_batch(b)) for b in make_image_dataset(subset, None, SIZE, BATCH)]
     )
-    head = build_head(features.shape[1:], 8, "gap", 0.2, 512)
+    head = build_head(features.shape[1:], 8, "gap", 0.2, 512, 0)
     compile_for_training(head, "adam", 1e-3)
     cached = median_seconds(lambda: head.fit(features, labels, batch_size=BATCH, epochs=1, verbose=0), repeats)
-    model = build_finetune_model(backbone, build_head(features.shape[1:], 8, "gap", 0.2, 512), SIZE)
+    model = build_finetune_model(backbone, build_head(features.shape[1:], 8, "gap", 0.2, 512, 0), SIZE)
     compile_for_training(model, "adam", 1e-3)
     images = make_image_dataset(subset, labels, SIZE, BATCH)
     model.fit(images, epochs=1, verbose=0, shuffle=False)  # warm-up: graph tracing
@@ -131,7 +131,7 @@ def bench_prediction(paths: list[str], repeats: int) -> dict[str, float]:
 
     subset = paths[:512]
     model = build_finetune_model(
-        build_backbone("efficientnet_lite0", input_size=SIZE), build_head((1280,), 8, "gap", 0.2, 512), SIZE
+        build_backbone("efficientnet_lite0", input_size=SIZE), build_head((1280,), 8, "gap", 0.2, 512, 0), SIZE
     )
     import tensorflow as tf
 

@@ -188,7 +188,7 @@ def head_fit(features: np.ndarray, labels: np.ndarray, batch: int, epochs: int, 
     from tasks.models.training import build_head, compile_for_training
 
     settings = TransferSettings()
-    head = build_head(features.shape[1:], N_CLASSES, "gap", settings.dropout, settings.dense_units)
+    head = build_head(features.shape[1:], N_CLASSES, "gap", settings.dropout, settings.dense_units, 0)
     compile_for_training(head, settings.stage1_optimizer, settings.stage1_lr, jit)
     timer = StepTimer("epoch")
     history = head.fit(features, labels, batch_size=batch, epochs=epochs, shuffle=True, verbose=0, callbacks=[timer])

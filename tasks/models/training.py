@@ -68,20 +68,33 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
 
 
 def build_head(
-    feature_shape: tuple[int, ...], n_classes: int, kind: HeadKind, dropout: float, dense_units: int
+    feature_shape: tuple[int, ...], n_classes: int, kind: HeadKind, dropout: float, dense_units: int, seed: int
 ) -> keras.Model:
     """The new classifier: softmax probabilities (so losses use from_logits=False: the original
     project paired a softmax output with from_logits=True). The last layer computes in float32
-    so mixed precision cannot overflow the softmax."""
+    so mixed precision cannot overflow the softmax.
+
+    Every random layer is seeded from ``seed``: unseeded, Keras draws a layer's seed from Python's
+    global ``random`` when the layer is built, which Prefect's threads and any model built earlier
+    (a weights conversion a cache miss triggers) also consume, so the same run trained differently
+    depending on what happened to run before it."""
     inputs = keras.Input(shape=feature_shape, name="features")
     x = inputs
     if kind == "flatten-dense":
         x = keras.layers.Flatten()(x)
-        x = keras.layers.Dense(dense_units, activation="relu", name="head_dense")(x)
+        x = keras.layers.Dense(
+            dense_units, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(seed), name="head_dense"
+        )(x)
     elif len(feature_shape) == 3:
         x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="head_probs")(x)
+    x = keras.layers.Dropout(dropout, seed=seed + 1, name="head_dropout")(x)
+    outputs = keras.layers.Dense(
+        n_classes,
+        activation="softmax",
+        dtype="float32",
+        kernel_initializer=keras.initializers.GlorotUniform(seed + 2),
+        name="head_probs",
+    )(x)
     return keras.Model(inputs, outputs, name="head")
 
 

@@ -26,7 +26,7 @@ def hard_features(n: int, seed: int, n_classes: int = 6, width: int = 48) -> tup
 
 def test_folded_probe_head_gives_the_probes_probabilities() -> None:
     x, y = hard_features(300, seed=1)
-    head = build_head((x.shape[1],), 6, "gap", 0.2, 512)
+    head = build_head((x.shape[1],), 6, "gap", 0.2, 512, 0)
     load_into_head(head, fit_probe(x, y, 6, c=1.0, class_weight=None, seed=0))
     reference = fit_logistic_regression(x, y, c=1.0, seed=0).predict_proba(x)
     np.testing.assert_allclose(head.predict(x, verbose=0), reference, atol=2e-4)
@@ -35,7 +35,7 @@ def test_folded_probe_head_gives_the_probes_probabilities() -> None:
 def test_a_class_missing_from_training_is_never_predicted() -> None:
     x, y = hard_features(200, seed=2)
     keep = y != 3
-    head = build_head((x.shape[1],), 6, "gap", 0.0, 512)
+    head = build_head((x.shape[1],), 6, "gap", 0.0, 512, 0)
     load_into_head(head, fit_probe(x[keep], y[keep], 6, c=1.0, class_weight=None, seed=0))
     probs = head.predict(x, verbose=0)
     assert probs.shape == (200, 6) and probs[:, 3].max() < 1e-6
@@ -50,7 +50,7 @@ def test_stage1_head_is_not_worse_than_the_probe_on_a_small_hard_subset(seed: in
     train, holdout = np.arange(100), np.arange(100, 600)
     counts = np.bincount(y[train], minlength=6)
     class_weight = {c: len(train) / (6 * n) for c, n in enumerate(counts) if n}
-    head = build_head((x.shape[1],), 6, "gap", 0.2, 512)
+    head = build_head((x.shape[1],), 6, "gap", 0.2, 512, 0)
     load_into_head(head, fit_probe(x[train], y[train], 6, c=1.0, class_weight=class_weight, seed=0))
     head_f1 = f1_score(y[holdout], head.predict(x[holdout], verbose=0).argmax(1), average="macro")
     probe = fit_logistic_regression(x[train], y[train], c=1.0, seed=0)
@@ -83,10 +83,30 @@ def test_a_model_trained_with_label_smoothing_loads_back_in_safe_mode(tmp_path: 
     from tasks.models.persistence import load_model
 
     x, y = hard_features(16, seed=6)
-    head = build_head((x.shape[1],), 6, "gap", 0.2, 512)
+    head = build_head((x.shape[1],), 6, "gap", 0.2, 512, 0)
     compile_for_training(head, "adam", 1e-3, label_smoothing=0.1)
     head.fit(x, y, epochs=1, verbose=0)
     head.save(tmp_path / "smoothed.keras")
     loaded = load_model(tmp_path / "smoothed.keras")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), head.predict(x, verbose=0), atol=1e-6)
     assert loaded.loss.smoothing == 0.1
+
+
+def test_the_head_trains_the_same_whatever_ran_before_it() -> None:
+    """A run's head must not depend on what else drew from Python's global ``random`` first (Prefect's
+    threads, a weights conversion a cache miss triggered): that made a rerun after a damaged cache
+    fine-tune differently and publish another model."""
+    import random
+
+    import keras
+
+    def dropout_masks_after(draws: int) -> list[np.ndarray]:
+        keras.utils.set_random_seed(0)
+        for _ in range(draws):
+            random.random()  # what another thread or an earlier model build consumed
+        head = build_head((16,), 4, "flatten-dense", 0.5, 8, seed=7)
+        ones = np.ones((64, 16), np.float32)
+        return [*head.get_weights(), keras.ops.convert_to_numpy(head(ones, training=True))]
+
+    for first, second in zip(dropout_masks_after(0), dropout_masks_after(5)):
+        np.testing.assert_array_equal(first, second)

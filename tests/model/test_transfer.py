@@ -80,10 +80,10 @@ def test_head_outputs_probabilities_and_original_head_shape() -> None:
 
     from tasks.models.training import build_head
 
-    head = build_head((1280,), 8, "gap", 0.2, 512)
+    head = build_head((1280,), 8, "gap", 0.2, 512, 0)
     probs = np.asarray(head(np.random.default_rng(0).normal(size=(4, 1280)).astype("float32")))
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5) and (probs >= 0).all()
-    original = build_head((7, 7, 1280), 8, "flatten-dense", 0.2, 512)
+    original = build_head((7, 7, 1280), 8, "flatten-dense", 0.2, 512, 0)
     kinds = [type(layer).__name__ for layer in original.layers]
     assert kinds == ["InputLayer", "Flatten", "Dense", "Dropout", "Dense"]
     assert original.get_layer("head_dense").units == 512

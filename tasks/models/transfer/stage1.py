@@ -72,12 +72,12 @@ def train_stage1(
     x_val = emb["clean"][rows.val].astype(np.float32)
     y_val = table.loc[rows.val, target].astype(int).to_numpy()
     shape = x_fit.shape[1:]
-    head = build_head(shape, n_classes, settings.head, settings.dropout, settings.dense_units)
+    head = build_head(shape, n_classes, settings.head, settings.dropout, settings.dense_units, seed)
     if not uses_probe(settings):
         history = fit_head(head, x_fit, y_fit, x_val, y_val, settings, rows.class_weight, jit_compile)
         return Stage1Result(head, head, history, max(r["val_macro_f1"] for r in history))
     history = fit_probe_head(head, (x_fit, y_fit), (x_val, y_val), n_classes, settings, rows.class_weight, seed)
-    published = build_head(shape, n_classes, settings.head, settings.dropout, settings.dense_units)
+    published = build_head(shape, n_classes, settings.head, settings.dropout, settings.dense_units, seed)
     x_all, y_all = stage1_inputs(emb, table, np.concatenate([rows.fit, rows.val]), target)
     load_into_head(published, fit_probe(x_all, y_all, n_classes, settings.stage1_c, rows.class_weight, seed))
     return Stage1Result(head, published, history, max(r["val_macro_f1"] for r in history))
