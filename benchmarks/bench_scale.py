@@ -189,16 +189,21 @@ def report(results: list[dict[str, object]], target: int) -> str:
     """The table: seconds per stage and size, exponent, extrapolation; then wall and peak RSS."""
     sizes = [int(r["images"]) for r in results]  # type: ignore[call-overload]
     stages = sorted({name for r in results for name in r["stages"]})  # type: ignore[attr-defined]
-    header = f"{'stage':40}" + "".join(f"{n:>10,}" for n in sizes) + f"{'k':>7}{f'@{target:,}':>12}"
-    lines, total = [header, "-" * len(header)], 0.0
+    header = f"{'stage':40}" + "".join(f"{n:>10,}" for n in sizes) + f"{'k':>7}{f'@{target:,}':>12}{'share':>8}"
+    rows: list[tuple[str, list[float], float | None, float]] = []
     for stage in stages:
         seconds = [float(r["stages"].get(stage, 0.0)) for r in results]  # type: ignore[attr-defined]
         k = growth_exponent(sizes, seconds)
-        at_target = seconds[-1] * (target / sizes[-1]) ** k if k is not None else float("nan")
-        if stage not in NOT_ON_REAL_DATA and not np.isnan(at_target):
-            total += at_target
+        rows.append((stage, seconds, k, seconds[-1] * (target / sizes[-1]) ** k if k is not None else float("nan")))
+    # The share of each stage in the extrapolated run: what a stage (the data audit, say) adds at full size.
+    total = sum(t for stage, _, _, t in rows if stage not in NOT_ON_REAL_DATA and not np.isnan(t))
+    lines = [header, "-" * len(header)]
+    for stage, seconds, k, at_target in rows:
         shown_k = f"{k:7.2f}" if k is not None else f"{'-':>7}"
-        lines.append(f"{stage:40}" + "".join(f"{s:10.1f}" for s in seconds) + shown_k + f"{at_target / 3600:11.2f}h")
+        share = f"{at_target / total:8.1%}" if total > 0 and stage not in NOT_ON_REAL_DATA else f"{'-':>8}"
+        lines.append(
+            f"{stage:40}" + "".join(f"{s:10.1f}" for s in seconds) + shown_k + f"{at_target / 3600:11.2f}h" + share
+        )
     lines.append(
         f"{'sum of stages but prepare-sample (bound)':40}" + " " * (10 * len(sizes) + 7) + f"{total / 3600:11.2f}h"
     )
