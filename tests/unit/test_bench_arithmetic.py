@@ -44,12 +44,14 @@ def test_growth_exponent_recovers_a_power_law(k: float) -> None:
 
 def test_report_extrapolates_each_stage_from_the_largest_size() -> None:
     results = [
-        {"images": 1_000, "wall_s": 10.0, "peak_rss_gb": 2.0, "stages": {"backbone-features": 10.0}},
-        {"images": 2_000, "wall_s": 20.0, "peak_rss_gb": 2.1, "stages": {"backbone-features": 20.0}},
+        {"images": 1_000, "wall_s": 10.0, "peak_rss_gb": 2.0, "stages": {"backbone-features": 10.0, "data-audit": 0.5}},
+        {"images": 2_000, "wall_s": 20.0, "peak_rss_gb": 2.1, "stages": {"backbone-features": 20.0, "data-audit": 1.0}},
     ]
     text = report(results, target=200_000)
     line = next(row for row in text.splitlines() if row.startswith("backbone-features"))
-    assert "1.00" in line and line.endswith(f"{2_000 / 3600:11.2f}h")  # linear: 20 s x 100
+    assert "1.00" in line and f"{2_000 / 3600:11.2f}h" in line  # linear: 20 s x 100
+    audit = next(row for row in text.splitlines() if row.startswith("data-audit"))
+    assert audit.endswith(f"{100 / 2_100:8.1%}")  # linear too: 1 s x 100, of 2,100 s in all
     assert "largest / second largest: 1.050" in text
 
 
