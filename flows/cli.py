@@ -14,7 +14,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -125,6 +125,41 @@ def add_model_arguments(
         add_field_argument(groups[section], dest, field, flags_for(dest, unique, legacy))
 
 
+#: What a bool flag's value may be, as written on a command line or in a deployment's parameters.
+BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+class BoolFlag(argparse.BooleanOptionalAction):
+    """``--x`` / ``--no-x`` as usual, and ``--x true|false`` too (the spelling other tools and
+    the docs use, e.g. ``--tracking.enabled false``)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.nargs, self.metavar = "?", "true|false"
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: str | None = None) -> None:
+        negated = bool(option and option.startswith("--no-"))
+        if values is None:
+            setattr(namespace, self.dest, not negated)
+            return
+        word = str(values).strip().lower()
+        if negated or word not in BOOL_WORDS:
+            expected = "no value" if negated else f"no value or one of {', '.join(BOOL_WORDS)}"
+            parser.error(f"argument {option}: got {values!r}, expected {expected}")
+        setattr(namespace, self.dest, BOOL_WORDS[word])
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows a bool flag as ``--x [true|false], --no-x`` (``--no-x`` takes no value)."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if isinstance(action, BoolFlag):
+            return ", ".join(
+                f"{flag} [true|false]" if not flag.startswith("--no-") else flag for flag in action.option_strings
+            )
+        return super()._format_action_invocation(action)
+
+
 def add_field_argument(group: Any, dest: str, field: Any, flags: list[str]) -> None:
     """One field's flag(s) in its group."""
     default = None if field.is_required() else field.get_default(call_default_factory=True)
@@ -133,9 +168,7 @@ def add_field_argument(group: Any, dest: str, field: Any, flags: list[str]) -> N
     help_text = f"{field.description or ''} ({'required' if field.is_required() else f'default: {shown}'})"
     help_text = help_text.replace("%", "%%")
     if inner is bool:
-        group.add_argument(
-            *flags, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
-        )
+        group.add_argument(*flags, dest=dest, action=BoolFlag, default=argparse.SUPPRESS, help=help_text)
         return
     convert, choices, is_list = converter_for(inner, optional)
     metavar = None if choices else dest.rsplit(".", 1)[-1].upper()
@@ -167,7 +200,9 @@ def build_parser(
     model: type[BaseModel], prog: str, description: str, legacy: Mapping[str, str] | None = None
 ) -> argparse.ArgumentParser:
     """The argparse parser of an entry point whose parameters are ``model``."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, allow_abbrev=False, formatter_class=HelpFormatter
+    )
     add_model_arguments(parser, model, legacy)
     return parser
 

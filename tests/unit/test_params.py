@@ -127,6 +127,9 @@ def test_sectioned_flat_and_legacy_flags_set_the_same_field() -> None:
     assert parse("--baselines").baselines.pixel_models == []
     assert parse("--embedding-baselines", "logreg").baselines.embedding_models == ["logreg"]
     assert parse("--no-transfer").transfer.enabled is False
+    assert parse("--tracking.enabled", "false").tracking.enabled is False  # as other tools spell it
+    assert parse("--tracking.enabled", "No", "--transfer.enabled").tracking.enabled is False
+    assert parse("--tracking.enabled", "true").tracking.enabled is True
     assert parse("--gate-min-improvement", "0.1").gate.min_improvement == 0.1
     assert parse("--data-dir", "/d", "--target", "fine").data.data_dir == Path("/d")
     assert parse("--max-bad-image-fraction", "0.2").validation.max_bad_image_fraction == 0.2
@@ -140,7 +143,16 @@ def test_nullable_fields_take_none_and_unions_parse() -> None:
     assert parse("--embedding-svm-gamma", "scale").baselines.embedding_svm_gamma == "scale"
 
 
-@pytest.mark.parametrize("argv", [["--holdout-fraction", "2"], ["--backbone", "resnet"], ["--split.seed", "x"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--holdout-fraction", "2"],
+        ["--backbone", "resnet"],
+        ["--split.seed", "x"],
+        ["--tracking.enabled", "maybe"],
+        ["--no-tracking.enabled", "true"],
+    ],
+)
 def test_bad_values_exit_2_naming_the_flag(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         parse(*argv)
