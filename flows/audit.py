@@ -49,7 +49,7 @@ def run_audit(params: Any, table: Path, run_dir: Path, cache_dir: Path) -> dict[
             table, spec, cache_dir, refresh=refresh, chunk_size=transfer.feature_chunk
         )
     )
-    summary = audit_task(table, embeddings, run_dir, params.audit, split.target, split.seed)
+    summary = audit_task(table, embeddings, run_dir, params.audit, split.target, split.seed, cache_dir)
     run = RunFolder(run_dir)
     try:
         write_gallery(run_dir, list(read_classes_json(run.classes).names(split.target)))

@@ -17,7 +17,6 @@ the rewritten table are assembled from the same cached chunks (roles are not in 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.audit.checks import check_groups, group_table
+from tasks.audit.findings import Findings, cached_findings, findings_key, findings_path
 from tasks.audit.labels import label_issues
 from tasks.audit.neighbours import feature_pairs
 from tasks.data.columns import LABELLED_SPLITS, ROLE_EXCLUDED, ROLE_HOLDOUT, ROLE_TRAIN, Target
@@ -47,18 +47,6 @@ def crossing_groups(groups: np.ndarray, roles: pd.Series) -> set[int]:
     frame = frame[(frame["group"] > 0) & frame["role"].isin([ROLE_TRAIN, ROLE_HOLDOUT])]
     sides = frame.groupby("group")["role"].nunique()
     return set(sides[sides > 1].index.tolist())
-
-
-@dataclass(frozen=True)
-class Findings:
-    """What the feature audit found: a group id per table row (hash and feature groups merged;
-    0: none), the hash groups alone, how many feature pairs there were, and the label-issue
-    candidates (row, given, suggested, score)."""
-
-    groups: np.ndarray
-    hash_groups: np.ndarray
-    feature_pairs: int
-    label_issues: pd.DataFrame
 
 
 def audit_features(
@@ -106,14 +94,24 @@ def write_audit(
     settings: AuditSettings,
     target: Target,
     seed: int,
+    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run the feature audit for ``table_path`` and write ``audit/``; rewrite the split with the
     excluded training rows; check the groups (suite ``audit``). Returns the summary (also
-    ``audit/summary.json``)."""
+    ``audit/summary.json``). With a ``cache_dir``, the findings of the same inputs are read from
+    ``<cache>/audit/`` (`tasks.audit.findings`) instead of computed again."""
     started = time.perf_counter()
     run, table = RunFolder(run_dir), read_table(table_path)
-    features = read_embeddings(Path(embeddings_path), table)["clean"]
-    found = audit_features(table, features, settings, target, seed)
+
+    def compute() -> Findings:
+        features = read_embeddings(Path(embeddings_path), table)["clean"]
+        return audit_features(table, features, settings, target, seed)
+
+    if cache_dir is None:
+        found = compute()
+    else:
+        key = findings_key(table, Path(embeddings_path), settings.model_dump_json(), target, seed)
+        found = cached_findings(findings_path(cache_dir, key), len(table), compute)
     exclusions = excluded_rows(table, found, settings)
     table = exclude_from_training(table, exclusions, run, Path(table_path))
     duplicates = duplicate_table(table.loc[:, ["split", "filename", "fine"]], found.groups)
