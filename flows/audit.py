@@ -39,6 +39,11 @@ def run_audit(params: Any, table: Path, run_dir: Path, cache_dir: Path) -> dict[
     """Near duplicates and label issues on the cached features, ``audit/`` written, the split
     rewritten when training rows are excluded; None when the run computes no features."""
     transfer, split = params.transfer.resolved(), params.split
+    if not params.audit.feature_audit:
+        get_logger().info(
+            "Audit: the feature audit is off (--audit.feature-audit false); only validation's hash audit ran"
+        )
+        return None
     if not (transfer.enabled or params.baselines.embedding_models):
         get_logger().info("Audit: no backbone features in this run; only validation's hash audit ran")
         return None

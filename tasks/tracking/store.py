@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.confine import check_confined
+from tasks.io import exclusive_lock
 from tasks.tracking.settings import TrackingSettings
 
 #: The embedded store's database and artifact folder, under the output directory.
@@ -92,7 +93,22 @@ def mlflow_client(uri: str, output_dir: Path) -> Any:
 
     for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # "Creating initial MLflow database tables"
         logging.getLogger(name).setLevel(logging.WARNING)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    database = sqlite_database(uri)
+    if database is None:
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    # Two processes opening a new SQLite store at once both ran MLflow's schema migration, and one
+    # failed ("duplicate column name"): creating and first touching a store take turns on a lock.
+    with exclusive_lock(database.with_name(database.name + ".lock")):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
+    return client
+
+
+def sqlite_database(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (``sqlite:////abs/path`` or a relative one), else None."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix) :].split("?", 1)[0]) if uri.startswith(prefix) else None
 
 
 def experiment_id(client: Any, name: str, uri: str, output_dir: Path) -> str:
@@ -101,5 +117,20 @@ def experiment_id(client: Any, name: str, uri: str, output_dir: Path) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
-    location = embedded_artifacts(output_dir).as_uri() if is_embedded(uri, output_dir) else None
-    return str(client.create_experiment(name, artifact_location=location))
+    try:
+        return str(client.create_experiment(name, artifact_location=artifact_location(uri, output_dir)))
+    except Exception:  # another process created it a moment ago (a unique name): use that one
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return str(found.experiment_id)
+
+
+def artifact_location(uri: str, output_dir: Path) -> str | None:
+    """Where a new experiment keeps its artifacts: beside an SQLite database (the embedded one or
+    another a user named; MLflow's default would be ``./mlruns`` in whatever folder the run
+    started from); a server chooses its own (None)."""
+    if is_embedded(uri, output_dir):
+        return embedded_artifacts(output_dir).as_uri()
+    database = sqlite_database(uri)
+    return (database.resolve().parent / ARTIFACTS_NAME).as_uri() if database is not None else None

@@ -74,6 +74,11 @@ class AuditSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
+    feature_audit: bool = Field(
+        True,
+        description="Run the audit on backbone features after the split (near duplicates, label issues, the "
+        "report's gallery). Off: only validation's hash duplicates and image issues are audited.",
+    )
     phash_max_distance: int = Field(
         6,
         ge=-1,
@@ -146,4 +151,4 @@ class AuditSettings(BaseModel):
     @property
     def changes_training(self) -> bool:
         """Whether the audit may take training rows out of the split (then it runs before training)."""
-        return self.exclude_label_issues or self.exclude_near_duplicates
+        return self.feature_audit and (self.exclude_label_issues or self.exclude_near_duplicates)

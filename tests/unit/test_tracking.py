@@ -194,4 +194,52 @@ def test_the_command_line_turns_tracking_off_or_names_a_server() -> None:
         return parse_model(PipelineParams, list(argv), description="", prog="flows.full").tracking
 
     assert parse().enabled is True and parse("--no-tracking.enabled").enabled is False
+    assert parse("--tracking.enabled", "false").enabled is False
     assert parse("--tracking.uri", "http://team:5000").uri == "http://team:5000"
+
+
+def record_in_child(output: str, uri: str, run_dir: str, promote: bool, go: Any) -> None:
+    """One pipeline run's tracking, in its own process, started when ``go`` is set."""
+    import os
+
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    session = TrackingSession(TrackingSettings(uri=uri), Path(output))
+    go.wait(60)
+    session.start()
+    tracked = session.finish(Path(run_dir), PARAMS, {"promote": promote, "reason": "x"}, {})
+    raise SystemExit(0 if tracked is not None and not session.failed else 3)
+
+
+@pytest.mark.slow
+def test_two_processes_recording_into_one_store_at_once_both_land(tmp_path: Path) -> None:
+    """Two output dirs whose runs share one SQLite store (``MLFLOW_TRACKING_URI`` set for a team,
+    say) and record at the same moment: both runs, both versions, no failure (runs on ONE output
+    dir already take turns on its lock)."""
+    import multiprocessing
+
+    uri = f"sqlite:///{tmp_path.resolve()}/shared.db"
+    outputs = [(tmp_path / name).resolve() for name in ("a", "b")]
+    runs = [fake_run(out, f"2026010{i + 1}-000000-aaaaaa", tmp_path / "data") for i, out in enumerate(outputs)]
+    context = multiprocessing.get_context("spawn")  # never fork a process that holds SQLite handles
+    go = context.Event()
+    children = [
+        context.Process(target=record_in_child, args=(str(out), uri, str(run), i == 0, go))
+        for i, (out, run) in enumerate(zip(outputs, runs))
+    ]
+    for child in children:
+        child.start()
+    time.sleep(3)  # both have imported MLflow and wait on the event
+    go.set()
+    for child in children:
+        child.join(120)
+    assert [child.exitcode for child in children] == [0, 0]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    found = client.search_runs([client.get_experiment_by_name(TrackingSettings().experiment).experiment_id])
+    assert sorted(r.info.run_name for r in found) == sorted(r.name for r in runs)
+    assert all(r.info.status == "FINISHED" and r.data.metrics for r in found)
+    versions = client.search_model_versions(f"name='{registered_name('coarse')}'")
+    assert sorted(v.tags["run_folder"] for v in versions) == sorted(r.name for r in runs)
+    assert not (Path.cwd() / "mlruns").exists()  # artifacts beside the database, never in the working directory
+    assert (tmp_path / "mlartifacts").is_dir()
