@@ -23,7 +23,7 @@ from tasks.io import atomic_write
 from tasks.models.features import portable_path
 
 #: Bumped whenever what the findings mean changes for the same inputs (the probe, the groups).
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 #: Arrays of one cached findings file.
 ARRAYS = ("groups", "hash_groups", "feature_pairs", "row", "given", "suggested", "score")
 #: Table columns the findings depend on (those absent from a table are skipped).

@@ -69,6 +69,7 @@ def audit_features(
             settings.label_folds,
             seed,
             settings.label_max_images,
+            settings.label_repeats,
         )
         issues = found.assign(row=labelled[found["row"].to_numpy(dtype=int)])
     return Findings(groups, hash_groups, len(pairs), issues)
