@@ -198,13 +198,15 @@ def test_the_command_line_turns_tracking_off_or_names_a_server() -> None:
     assert parse("--tracking.uri", "http://team:5000").uri == "http://team:5000"
 
 
-def record_in_child(output: str, uri: str, run_dir: str, promote: bool, go: Any) -> None:
-    """One pipeline run's tracking, in its own process, started when ``go`` is set."""
+def record_in_child(output: str, uri: str, run_dir: str, promote: bool, ready: Any) -> None:
+    """One pipeline run's tracking, in its own process, started when every process is ready."""
     import os
 
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    import mlflow  # noqa: F401  imported before the barrier, so both start recording at the same moment
+
     session = TrackingSession(TrackingSettings(uri=uri), Path(output))
-    go.wait(60)
+    ready.wait(120)
     session.start()
     tracked = session.finish(Path(run_dir), PARAMS, {"promote": promote, "reason": "x"}, {})
     raise SystemExit(0 if tracked is not None and not session.failed else 3)
@@ -221,15 +223,13 @@ def test_two_processes_recording_into_one_store_at_once_both_land(tmp_path: Path
     outputs = [(tmp_path / name).resolve() for name in ("a", "b")]
     runs = [fake_run(out, f"2026010{i + 1}-000000-aaaaaa", tmp_path / "data") for i, out in enumerate(outputs)]
     context = multiprocessing.get_context("spawn")  # never fork a process that holds SQLite handles
-    go = context.Event()
+    ready = context.Barrier(2)
     children = [
-        context.Process(target=record_in_child, args=(str(out), uri, str(run), i == 0, go))
+        context.Process(target=record_in_child, args=(str(out), uri, str(run), i == 0, ready))
         for i, (out, run) in enumerate(zip(outputs, runs))
     ]
     for child in children:
         child.start()
-    time.sleep(3)  # both have imported MLflow and wait on the event
-    go.set()
     for child in children:
         child.join(120)
     assert [child.exitcode for child in children] == [0, 0]
