@@ -54,6 +54,22 @@ def choices_of(annotation: Any) -> list[str] | None:
     return [str(c) for c in typing.get_args(annotation)] if typing.get_origin(annotation) is Literal else None
 
 
+def union_converter(words: list[str], number: type | None) -> Callable[[str], Any]:
+    """A word of the union as it is, else a number when the union has one; anything else goes to
+    pydantic as written, whose message says what the field takes (argparse would only say
+    "invalid value")."""
+
+    def value(text: str) -> Any:
+        if text in words or number is None:
+            return text
+        try:
+            return number(text)
+        except ValueError:
+            return text
+
+    return value
+
+
 def converter_for(annotation: Any, optional: bool) -> tuple[Callable[[str], Any], list[str] | None, bool]:
     """(converter, choices, is_list) for one field type; pydantic does the final validation."""
     is_list = typing.get_origin(annotation) is list
@@ -62,7 +78,7 @@ def converter_for(annotation: Any, optional: bool) -> tuple[Callable[[str], Any]
     if typing.get_origin(inner) in (typing.Union, types.UnionType):  # e.g. Literal["scale"] | float
         words = [w for arg in typing.get_args(inner) for w in (choices_of(arg) or [])]
         numeric = [arg for arg in typing.get_args(inner) if arg in (int, float)]
-        base: Callable[[str], Any] = lambda text: text if text in words or not numeric else numeric[0](text)  # noqa: E731
+        base = union_converter(words, numeric[0] if numeric else None)
         choices = None
     elif choices is not None or inner not in (int, float):
         base = str  # paths too: pydantic makes the Path, after refusing "" (which Path() turns into ".")

@@ -45,3 +45,21 @@ def refuse_non_finite(value: Any) -> Any:
 NonEmptyPath = Annotated[Path, BeforeValidator(refuse_blank_path)]
 #: One seed for numpy, scikit-learn and TensorFlow: 0 .. 2**32 - 1.
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+
+
+def positive_or_cv(value: Any) -> Any:
+    """A strength is the word ``cv`` or a number above 0 (judged before the union tries its
+    members, so the user reads one message)."""
+    if isinstance(value, bool):
+        return value
+    if value == "cv":
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number > 0:
+        raise PydanticCustomError(
+            "positive_or_cv", "Input should be cv or a number greater than 0, not {value}", {"value": value}
+        )
+    return value

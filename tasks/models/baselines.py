@@ -22,12 +22,14 @@ from sklearn.svm import SVC
 
 from tasks.data.splitting import ROLE_TRAIN, read_table
 from tasks.layout import RunFolder
+from tasks.logs import get_logger
 from tasks.machine import fit_jobs
 from tasks.models.features import PIXEL_FILE, load_pixel_features
 from tasks.models.persistence import SKLEARN_SUFFIX, save_model
 from tasks.models.predictions import scored_rows, write_predictions
 from tasks.models.recipe import PixelInputs, embedding_inputs, write_recipe
 from tasks.models.settings import BaselineSettings
+from tasks.models.strength import choose_c
 
 if TYPE_CHECKING:
     from tasks.models.recipe import Inputs
@@ -115,13 +117,18 @@ def subsample(features: np.ndarray, labels: np.ndarray, max_samples: int, seed: 
     return features[keep], labels[keep]
 
 
-def fit_logistic_regression(features: np.ndarray, labels: np.ndarray, c: float, seed: int) -> ClassifierMixin:
-    """A linear probe: standardised features, multinomial logistic regression."""
+def fit_logistic_regression(features: np.ndarray, labels: np.ndarray, c: float | str, seed: int) -> ClassifierMixin:
+    """A linear probe: standardised features, multinomial logistic regression (``c="cv"``: its
+    strength chosen by cross-validation on these rows, `tasks.models.strength`, and logged)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed)).fit(
+    if c == "cv":
+        chosen = choose_c(features, labels, None, seed)
+        get_logger().info("logreg: %s", chosen.describe())
+        c = chosen.c
+    return make_pipeline(StandardScaler(), LogisticRegression(C=float(c), max_iter=3000, random_state=seed)).fit(
         features, labels
     )
 

@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from tasks.settings_fields import refuse_non_finite
+from tasks.settings_fields import positive_or_cv, refuse_non_finite
 
 HeadKind = Literal["gap", "flatten-dense"]
 Backbone = Literal["efficientnet_lite0", "mobilenetv2", "efficientnetv2s"]
@@ -22,6 +22,8 @@ EmbeddingModel = Literal["logreg", "random_forest", "svm"]
 Precision = Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
 #: An rbf gamma: the word ``scale`` or a finite number (nan/inf refused with one message, not one per member).
 Gamma = Annotated[Union[Literal["scale"], float], BeforeValidator(refuse_non_finite)]
+#: A probe's inverse L2 strength: ``cv`` (chosen by cross-validation, `tasks.models.strength`) or a positive number.
+Strength = Annotated[Union[Literal["cv"], float], BeforeValidator(positive_or_cv), BeforeValidator(refuse_non_finite)]
 #: The backbone weights that are not a file.
 WEIGHT_WORDS = ("imagenet", "random")
 
@@ -113,7 +115,11 @@ class BaselineSettings(BaseModel):
         description="SVMs train on at most this many images, drawn with the seed (the exact solver's fit is "
         "quadratic in them).",
     )
-    logreg_c: float = Field(1.0, gt=0, description="Linear probe: inverse L2 strength on standardised features.")
+    logreg_c: Strength = Field(
+        "cv",
+        description="Linear probe: inverse L2 strength on standardised features; cv: chosen from a fixed grid by "
+        "3-fold cross-validation on the training rows (at most 3,000 of them), and logged.",
+    )
     rf_n_jobs: Optional[int] = Field(
         None,
         description="Random Forest fit threads (-1: every core). Empty: 1 on machines with at most 4 cores, where "
@@ -187,7 +193,11 @@ class TransferSettings(BaseModel):
         "Dense layer (LP-FT); train = Adam with early stopping on the validation slice (the flatten-dense head "
         "always trains).",
     )
-    stage1_c: float = Field(1.0, gt=0, description="Stage 1 probe: inverse L2 strength on standardised features.")
+    stage1_c: Strength = Field(
+        "cv",
+        description="Stage 1 probe: inverse L2 strength on standardised features; cv: chosen from a fixed grid by "
+        "3-fold cross-validation on the fit rows (at most 3,000 of them), recorded in training_history.json.",
+    )
     stage1_epochs: int = Field(60, ge=1, description="Stage 1 (frozen backbone, cached features) epoch limit.")
     stage1_optimizer: Literal["adam", "rmsprop", "sgd"] = Field("adam", description="Stage 1 optimizer.")
     stage1_lr: float = Field(3e-3, gt=0, description="Stage 1 learning rate.")

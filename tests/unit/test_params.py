@@ -250,6 +250,9 @@ REFUSED = [
     ("runtime.dask_address", "tcp://host", "missing port"),
     ("runtime.dask_address", "tcp://host:99999", "port of 1 to 65535"),
     ("runtime.dask_address", "foo://host:1", "unknown scheme foo://"),
+    ("transfer.stage1_c", "0", "cv or a number greater than 0"),
+    ("baselines.logreg_c", "-1", "cv or a number greater than 0"),
+    ("baselines.logreg_c", "auto", "cv or a number greater than 0"),
 ]
 
 
@@ -283,6 +286,8 @@ def test_refused_by_the_model(dest: str, text: str, reason: str) -> None:
         (["--dask-address", "inproc://10.0.0.5/1234/1"], "runtime.dask_address", "inproc://10.0.0.5/1234/1"),
         (["--svm-gamma", "0.5"], "baselines.svm_gamma", 0.5),
         (["--embedding-svm-gamma", "scale"], "baselines.embedding_svm_gamma", "scale"),
+        (["--logreg-c", "0.5"], "baselines.logreg_c", 0.5),
+        (["--stage1-c", "cv"], "transfer.stage1_c", "cv"),
     ],
 )
 def test_valid_values_still_pass(argv: list[str], dest: str, value: Any) -> None:

@@ -13,8 +13,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from tasks.logs import get_logger
 from tasks.models.probe import fit_probe, load_into_head
 from tasks.models.settings import TransferSettings
+from tasks.models.strength import choose_c
 from tasks.models.training import build_head, fit_head, macro_f1
 from tasks.models.transfer.rows import TrainingRows, stage1_inputs
 
@@ -40,19 +42,33 @@ def fit_probe_head(
     fit: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
     n_classes: int,
-    settings: TransferSettings,
+    c: float,
     class_weight: dict[int, float] | None,
     seed: int,
 ) -> list[dict[str, float]]:
     """Stage 1 as LP: the probe fitted on the fit rows, loaded into ``head``; one history row with
     its fit-rows loss and accuracy and its validation-slice macro-F1 (what stage 2 must beat)."""
     (x_fit, y_fit), (x_val, y_val) = fit, val
-    load_into_head(head, fit_probe(x_fit, y_fit, n_classes, settings.stage1_c, class_weight, seed))
+    load_into_head(head, fit_probe(x_fit, y_fit, n_classes, c, class_weight, seed))
     probs = head.predict(x_fit, verbose=0, batch_size=256)
     loss = float(-np.log(np.clip(probs[np.arange(len(y_fit)), y_fit], 1e-7, 1)).mean())
     score = macro_f1(y_val, head.predict(x_val, verbose=0, batch_size=256))
     accuracy = float((probs.argmax(1) == y_fit).mean())
-    return [{"stage": 1, "epoch": 1, "loss": loss, "accuracy": accuracy, "val_macro_f1": score}]
+    return [{"stage": 1, "epoch": 1, "loss": loss, "accuracy": accuracy, "val_macro_f1": score, "c": c}]
+
+
+def probe_strength(
+    emb: dict[str, np.ndarray], table: Any, rows: TrainingRows, target: str, settings: TransferSettings, seed: int
+) -> float:
+    """``--transfer.stage1-c``, or (``cv``) the strength cross-validation chooses on the fit rows,
+    each image once (an oversampled copy in two folds would favour weak regularisation), logged."""
+    if settings.stage1_c != "cv":
+        return float(settings.stage1_c)
+    unique = np.unique(rows.fit)
+    x, y = stage1_inputs(emb, table, unique, target)
+    chosen = choose_c(x, y, rows.class_weight, seed)
+    get_logger().info("Stage 1 probe: %s", chosen.describe())
+    return chosen.c
 
 
 def train_stage1(
@@ -76,8 +92,9 @@ def train_stage1(
     if not uses_probe(settings):
         history = fit_head(head, x_fit, y_fit, x_val, y_val, settings, rows.class_weight, jit_compile)
         return Stage1Result(head, head, history, max(r["val_macro_f1"] for r in history))
-    history = fit_probe_head(head, (x_fit, y_fit), (x_val, y_val), n_classes, settings, rows.class_weight, seed)
+    c = probe_strength(emb, table, rows, target, settings, seed)
+    history = fit_probe_head(head, (x_fit, y_fit), (x_val, y_val), n_classes, c, rows.class_weight, seed)
     published = build_head(shape, n_classes, settings.head, settings.dropout, settings.dense_units, seed)
     x_all, y_all = stage1_inputs(emb, table, np.concatenate([rows.fit, rows.val]), target)
-    load_into_head(published, fit_probe(x_all, y_all, n_classes, settings.stage1_c, rows.class_weight, seed))
+    load_into_head(published, fit_probe(x_all, y_all, n_classes, c, rows.class_weight, seed))
     return Stage1Result(head, published, history, max(r["val_macro_f1"] for r in history))
