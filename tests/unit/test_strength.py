@@ -35,3 +35,12 @@ def test_the_search_is_capped_and_a_tiny_class_falls_back() -> None:
     y_odd[0] = 9  # a class with one image: nothing to cross-validate it on
     tiny = choose_c(x, y_odd, None, seed=0)
     assert tiny.c == 1.0 and not tiny.scores and "too few images" in tiny.describe()
+
+
+def test_the_logreg_baseline_takes_cv_and_fits_with_a_grid_strength() -> None:
+    from tasks.models.baselines import fit_logistic_regression
+
+    x, y = noisy_classes(240)
+    model = fit_logistic_regression(x, y, "cv", seed=0)
+    assert model[-1].C in C_GRID and model.predict(x[:5]).shape == (5,)
+    assert fit_logistic_regression(x, y, 0.5, seed=0)[-1].C == 0.5
