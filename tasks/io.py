@@ -17,9 +17,9 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tasks.confine import check_confined, make_dirs, open_in_place
 
@@ -214,6 +214,16 @@ def save_weights_atomically(model: keras.Model, target: Path, finish: Callable[[
             os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+T = TypeVar("T")
+
+
+def in_chunks(items: list[T], size: int) -> Iterable[list[T]]:
+    """Consecutive slices of at most ``size`` items, for work done a batch at a time (a database
+    transaction, a request); ``itertools.batched`` once Python 3.12 is the floor."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def update_with_file(digest: hashlib._Hash, path: Path) -> hashlib._Hash:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.cache_files import DamagedCache, check_array, discard, read_npz
+from tasks.data.columns import GROUP, IMAGE_OK
 from tasks.io import atomic_write
 from tasks.models.features import portable_path
 
@@ -27,7 +28,7 @@ CACHE_VERSION = 3
 #: Arrays of one cached findings file.
 ARRAYS = ("groups", "hash_groups", "feature_pairs", "row", "given", "suggested", "score")
 #: Table columns the findings depend on (those absent from a table are skipped).
-KEY_COLUMNS = ("filename", "role", "coarse", "fine", "group", "image_ok")
+KEY_COLUMNS = ("filename", "role", "coarse", "fine", GROUP, IMAGE_OK)
 
 
 @dataclass(frozen=True)

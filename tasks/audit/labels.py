@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tasks.models.transfer.rows import stratified_draw
+
 #: Feature width the probe sees (PCA beyond it): 5 folds of 1,280 dims took 41 s for 448 images.
 _PROBE_DIMS = 128
 #: The probe's inverse L2 strength on standardised features (module docstring).
@@ -62,12 +64,7 @@ def label_issues(
     from cleanlab.filter import find_label_issues
 
     labels = np.asarray(labels, dtype=np.int64)
-    rows = np.arange(len(labels))
-    if max_images and len(rows) > max_images:
-        from sklearn.model_selection import train_test_split
-
-        rows, _ = train_test_split(rows, train_size=max_images, stratify=labels, random_state=seed)
-        rows = np.sort(rows)
+    rows = stratified_draw(np.arange(len(labels)), labels, max_images, seed)  # all when max_images is 0
     x, y = np.asarray(features[rows], dtype=np.float32), labels[rows]
     if x.shape[1] > _PROBE_DIMS and len(x) > _PROBE_DIMS:  # the probe's cost grows with the width
         from sklearn.decomposition import PCA

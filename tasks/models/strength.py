@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tasks.models.transfer.rows import stratified_draw
+
 #: Inverse L2 strengths tried (standardised 1,280-wide features): a decade apart, as the scores
 #: within a decade differed by less than the folds' noise on the sample.
 C_GRID: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
@@ -40,17 +42,6 @@ class ChosenStrength:
         return f"C={self.c:g} by {CV_FOLDS}-fold cross-validation on {self.images} images (macro-F1 {tried})"
 
 
-def cv_subsample(labels: np.ndarray, max_images: int, seed: int) -> np.ndarray:
-    """Row indices: all of them, or a seeded stratified ``max_images`` of them."""
-    rows = np.arange(len(labels))
-    if len(rows) <= max_images:
-        return rows
-    from sklearn.model_selection import train_test_split
-
-    kept, _ = train_test_split(rows, train_size=max_images, stratify=labels, random_state=seed)
-    return np.sort(kept)
-
-
 def choose_c(
     features: np.ndarray,
     labels: np.ndarray,
@@ -66,7 +57,7 @@ def choose_c(
     from sklearn.model_selection import StratifiedKFold
     from sklearn.preprocessing import StandardScaler
 
-    rows = cv_subsample(labels, max_images, seed)
+    rows = stratified_draw(np.arange(len(labels)), np.asarray(labels), max_images, seed)
     x = np.asarray(features[rows], dtype=np.float32).reshape(len(rows), -1)
     y = np.asarray(labels)[rows]
     counts = np.bincount(y)

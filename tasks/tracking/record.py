@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from tasks.io import link_or_copy
+from tasks.io import in_chunks, link_or_copy
 from tasks.layout import RunFolder
 from tasks.models.persistence import KERAS_SUFFIX, SKLEARN_SUFFIX
 from tasks.models.recipe import read_recipe
@@ -98,11 +98,6 @@ def model_artifacts(run_dir: Path, models: Iterable[str]) -> dict[str, list[Path
     return found
 
 
-def in_chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def log_pipeline_run(
     client: Any,
     experiment_id: str,
@@ -123,16 +118,16 @@ def log_pipeline_run(
     try:
         now = int(created.info.start_time or 0)
         flat = [Param(key, value) for key, value in flatten(params).items()]
-        for chunk in in_chunks(flat, MAX_PARAMS_PER_CALL):
-            client.log_batch(run_id, params=chunk)
+        for param_chunk in in_chunks(flat, MAX_PARAMS_PER_CALL):
+            client.log_batch(run_id, params=param_chunk)
         values = [Metric(k, v, now, 0) for k, v in holdout_metrics(metrics).items()]
         if run.training_history.is_file():
             history = json.loads(run.training_history.read_text(encoding="utf-8"))
             values += [Metric(k, v, now, step) for k, v, step in history_metrics(history)]
             if "published" in history:
                 client.set_tag(run_id, "transfer.published", str(history["published"]))
-        for chunk in in_chunks(values, MAX_METRICS_PER_CALL):
-            client.log_batch(run_id, metrics=chunk)
+        for metric_chunk in in_chunks(values, MAX_METRICS_PER_CALL):
+            client.log_batch(run_id, metrics=metric_chunk)
         client.log_batch(run_id, tags=[RunTag("best_model", str(metrics["best_model"]))])
         log_files(client, run_id, run, report)
         logged = []

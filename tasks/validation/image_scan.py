@@ -39,7 +39,7 @@ import sqlite3
 import stat
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,7 +50,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from tasks.cache_files import DamagedCache, describe, discard
 from tasks.confine import check_confined, make_dirs
-from tasks.io import fingerprint_text, naming_a_full_disk
+from tasks.io import fingerprint_text, in_chunks, naming_a_full_disk
 from tasks.logs import get_logger
 from tasks.validation.image_contents import CONTENT_KEYS, HASH_KEYS, describe_contents
 from tasks.validation.scan_cache import cache_companions, is_damage, lookup_cache, open_cache, store_cache
@@ -236,11 +236,6 @@ def make_executor(kind: ExecutorKind, workers: int) -> Executor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image-scan")
 
 
-def _batches(items: list[tuple[str, int]], size: int) -> Iterable[list[tuple[str, int]]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def scan_images(
     list_path: Path,
     scan_path: Path,
@@ -380,7 +375,7 @@ def _scan_chunk(
     present = [(path, st[0], st[1]) for path, st in stats.items() if st is not None]
     cached = lookup_cache(connection, present)
     todo = [(path, size) for path, size, _ in present if path not in cached]
-    batches = list(_batches(todo, batch_size))
+    batches = list(in_chunks(todo, batch_size))
     futures: list[Future] = [pool.submit(scan_batch, batch, max_pixels) for batch in batches]
     fresh: dict[str, tuple] = {}
     for batch_future, batch in zip(futures, batches):
